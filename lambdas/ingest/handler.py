@@ -1,0 +1,105 @@
+"""ingest λ: the HTTPS API (API Gateway REST proxy → Powertools resolver, pydantic validation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from massmailer import intake, wiring
+from massmailer.errors import TemplateError
+from massmailer.models import CampaignRequest, SendRequest
+from massmailer.queues import QueueUnavailable
+from massmailer.store import StoreUnavailable
+
+logger = Logger()
+app = APIGatewayRestResolver(enable_validation=True)
+
+
+def _context() -> intake.IntakeContext:
+    return app.context.get("intake") or wiring.intake_context()
+
+
+def _idempotency_key() -> str | None:
+    headers = {k.lower(): v for k, v in (app.current_event.headers or {}).items()}
+    key = headers.get("idempotency-key")
+    if key is not None and not (1 <= len(key) <= 200):
+        raise intake.Conflict("Idempotency-Key must be 1 to 200 characters")
+    return key
+
+
+def _error(status: int, message: str, errors: list[dict[str, Any]] | None = None) -> Response:
+    body = {"error": message, **({"errors": errors} if errors else {})}
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@app.post("/v1/messages")
+def post_message(request: SendRequest) -> Response[dict[str, Any]]:
+    return Response(202, content_types.APPLICATION_JSON, intake.accept_message(_context(), request, _idempotency_key()))
+
+
+@app.post("/v1/campaigns")
+def post_campaign(request: CampaignRequest) -> Response[dict[str, Any]]:
+    return Response(202, content_types.APPLICATION_JSON, intake.accept_campaign(_context(), request, _idempotency_key()))
+
+
+@app.get("/v1/messages/<message_id>")
+def get_message(message_id: str) -> dict[str, Any]:
+    return intake.message_status(_context(), message_id)
+
+
+@app.get("/v1/campaigns/<campaign_id>")
+def get_campaign(campaign_id: str) -> dict[str, Any]:
+    return intake.campaign_status(_context(), campaign_id)
+
+
+@app.route("/v1/unsubscribe", method=["GET", "POST"])
+def unsubscribe() -> dict[str, Any]:
+    token = (app.current_event.query_string_parameters or {}).get("token")
+    if not token:
+        raise ValueError("query parameter 'token' is required")
+    return intake.unsubscribe(_context(), token)
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid(exc: RequestValidationError) -> Response:
+    errors = [
+        {"field": ".".join(str(p) for p in e["loc"] if p != "body") or "body", "reason": e.get("msg", e["type"])}
+        for e in exc.errors()
+    ]
+    status = 400 if any(e["type"] == "json_invalid" for e in exc.errors()) else 422
+    return _error(status, "request body is invalid" if status == 422 else "request body is not valid JSON", errors)
+
+
+@app.exception_handler(TemplateError)
+def _bad_template(exc: TemplateError) -> Response:
+    return _error(422, str(exc), [{"field": "html/text/subject", "reason": str(exc)}])
+
+
+@app.exception_handler(ValueError)
+def _bad_value(exc: ValueError) -> Response:
+    return _error(400, str(exc))
+
+
+@app.exception_handler(intake.Conflict)
+def _conflict(exc: intake.Conflict) -> Response:
+    return _error(422, str(exc), [{"field": "Idempotency-Key", "reason": str(exc)}])
+
+
+@app.exception_handler(intake.NotFound)
+def _not_found(exc: intake.NotFound) -> Response:
+    return _error(404, str(exc))
+
+
+@app.exception_handler([StoreUnavailable, QueueUnavailable])
+def _unavailable(exc: Exception) -> Response:
+    logger.exception("store or queue unavailable")
+    return _error(503, "temporarily unavailable, retry with the same Idempotency-Key")
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any, ctx: intake.IntakeContext | None = None) -> dict[str, Any]:
+    app.append_context(intake=ctx)
+    return app.resolve(event, context)

@@ -1,0 +1,27 @@
+"""splitter λ: one campaign (or one continuation) per split-queue message → batches of ≤50 on its lane."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from massmailer import wiring
+from massmailer.models import SplitRequest
+from massmailer.splitting import SplitterContext, split_campaign
+
+logger = Logger()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any, ctx: SplitterContext | None = None) -> dict[str, Any]:
+    splitter = ctx or wiring.splitter_context(time_left=lambda: context.get_remaining_time_in_millis() / 1000)
+
+    def record_handler(record: SQSRecord) -> None:
+        report = split_campaign(splitter, SplitRequest.model_validate_json(record.body))
+        logger.info("split", extra={"campaign_id": record.json_body.get("campaign_id"), **report.counts})
+
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

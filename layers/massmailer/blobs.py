@@ -1,0 +1,54 @@
+"""The object-storage port: audiences (JSONL/CSV) and attachments in the bucket."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from massmailer.store import StoreUnavailable
+
+
+class Blobs(Protocol):
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+    def lines(self, key: str, start: int = 0) -> Iterator[tuple[bytes, int]]: ...
+
+
+class S3Blobs:
+    """S3 adapter; ``lines`` streams an object from a byte offset (ranged GET), never loading it whole."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._client = client
+        self._bucket = bucket
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        try:
+            self._client.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"put {key}: {exc}") from exc
+
+    def lines(self, key: str, start: int = 0) -> Iterator[tuple[bytes, int]]:
+        """Yield (line without its newline, byte offset just after it) from ``start`` on."""
+        try:
+            kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
+            if start:
+                kwargs["Range"] = f"bytes={start}-"
+            body = self._client.get_object(**kwargs)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return
+            raise StoreUnavailable(f"get {key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"get {key}: {exc}") from exc
+        offset = start
+        pending = b""
+        for chunk in body.iter_chunks(chunk_size=1 << 20):
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                offset += len(line) + 1
+                yield line, offset
+        if pending:
+            offset += len(pending)
+            yield pending, offset

@@ -1,0 +1,248 @@
+"""Domain models: the public API's requests and the internal contracts between the functions."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from massmailer.addresses import normalize_address
+from massmailer.spec import MAX_RECIPIENTS_PER_BATCH
+
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII except ':'
+_RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+    )
+)
+
+
+def _no_crlf(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError("must not contain CR or LF characters (header injection)")
+    return value
+
+
+def _address(value: str) -> str:
+    return normalize_address(value)
+
+
+EmailAddress = Annotated[str, AfterValidator(_address)]
+HeaderText = Annotated[str, StringConstraints(max_length=998), AfterValidator(_no_crlf)]
+Variables = dict[str, Any]
+
+
+class Lane(StrEnum):
+    HIGH = "high"
+    LOW = "low"
+
+
+class Status(StrEnum):
+    """Per-recipient status. Terminal states are never left except by a later bounce event."""
+
+    QUEUED = "QUEUED"
+    SENDING = "SENDING"
+    RETRY_WAIT = "RETRY_WAIT"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    SOFT_BOUNCED = "SOFT_BOUNCED"
+    BOUNCED = "BOUNCED"
+    COMPLAINED = "COMPLAINED"
+    FAILED = "FAILED"
+    SUPPRESSED = "SUPPRESSED"
+
+
+class CampaignStatus(StrEnum):
+    SCHEDULED = "SCHEDULED"
+    SPLITTING = "SPLITTING"
+    SENDING = "SENDING"
+    PAUSED = "PAUSED"
+    FAILED = "FAILED"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Content(_Strict):
+    """A template: subject, HTML and text bodies, in Jinja2 (sandboxed) or legacy ``$(VAR)`` syntax."""
+
+    subject: HeaderText = Field(min_length=1)
+    html: str | None = Field(default=None, max_length=200_000)
+    text: str | None = Field(default=None, max_length=200_000)
+
+    @model_validator(mode="after")
+    def _has_body(self) -> Content:
+        if not self.html and not self.text:
+            raise ValueError("at least one of 'html' or 'text' is required")
+        return self
+
+
+class Sender(_Strict):
+    from_address: EmailAddress | None = Field(default=None, alias="from")
+    from_name: HeaderText | None = None
+    reply_to: EmailAddress | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _check_headers(headers: dict[str, str]) -> dict[str, str]:
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"header name {name!r} is not a valid RFC 5322 field name")
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"header {name!r} is set by MassMailer and cannot be overridden")
+        _no_crlf(value)
+    return headers
+
+
+CustomHeaders = Annotated[dict[str, str], AfterValidator(_check_headers)]
+
+
+class SendRequest(Content):
+    """``POST /v1/messages``: one transactional email."""
+
+    to: EmailAddress
+    variables: Variables = Field(default_factory=dict)
+    priority: Lane = Lane.HIGH
+    from_address: EmailAddress | None = Field(default=None, alias="from")
+    from_name: HeaderText | None = None
+    reply_to: EmailAddress | None = None
+    headers: CustomHeaders = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class AudienceMember(_Strict):
+    email: EmailAddress
+    variables: Variables = Field(default_factory=dict)
+
+
+class CampaignRequest(Content):
+    """``POST /v1/campaigns``: a template and an inline audience."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    audience: list[AudienceMember] = Field(min_length=1, max_length=100_000)
+    priority: Lane = Lane.LOW
+    send_at: datetime | None = None
+    from_address: EmailAddress | None = Field(default=None, alias="from")
+    from_name: HeaderText | None = None
+    reply_to: EmailAddress | None = None
+    headers: CustomHeaders = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("send_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must include a time zone offset, e.g. 2026-12-01T09:00:00+01:00")
+        return value
+
+
+class Campaign(BaseModel):
+    """A campaign as stored: its template, sender and counters."""
+
+    campaign_id: str
+    name: str
+    content: Content
+    lane: Lane
+    from_address: str
+    from_name: str | None = None
+    reply_to: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    status: CampaignStatus = CampaignStatus.SPLITTING
+    audience_key: str  # object key of the JSONL audience in the bucket
+    created_at: datetime
+    send_at: datetime | None = None
+    last_error: str | None = None
+
+
+class CampaignCounts(BaseModel):
+    total: int = 0  # recipients in the audience after de-duplication (invalid ones excluded)
+    queued: int = 0
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    bounced: int = 0
+    soft_bounced: int = 0
+    complained: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    retried: int = 0
+
+
+class BatchRecipient(BaseModel):
+    message_id: str
+    email: str
+    variables: Variables = Field(default_factory=dict)
+    attempt: int = 0  # attempts already used (throttling never increments it)
+
+
+class BatchMessage(BaseModel):
+    """One SQS message on a lane: up to 50 recipients of one campaign, or one transactional email.
+
+    Versioned: a consumer rejects a version it does not know rather than guessing.
+    """
+
+    v: Literal[1] = 1
+    kind: Literal["campaign", "transactional"]
+    campaign_id: str | None = None
+    lane: Lane
+    recipients: list[BatchRecipient] = Field(min_length=1, max_length=MAX_RECIPIENTS_PER_BATCH)
+
+    @model_validator(mode="after")
+    def _campaign_has_id(self) -> BatchMessage:
+        if self.kind == "campaign" and not self.campaign_id:
+            raise ValueError("campaign batches need campaign_id")
+        return self
+
+
+class SplitRequest(BaseModel):
+    """A message on the split queue: split (or continue splitting) one campaign."""
+
+    v: Literal[1] = 1
+    campaign_id: str
+    # Set by EventBridge Scheduler runs of automations: the run key is (automation, scheduled time).
+    scheduled_time: str | None = None
+
+
+class MessageRecord(BaseModel):
+    """Per-recipient status record."""
+
+    message_id: str
+    email: str
+    status: Status
+    campaign_id: str | None = None
+    lane: Lane
+    attempts: int = 0
+    provider: str | None = None
+    provider_message_id: str | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    sent_at: datetime | None = None

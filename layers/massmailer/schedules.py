@@ -1,0 +1,42 @@
+"""The schedules port: one-time schedules (a campaign's ``send_at``) on EventBridge Scheduler.
+
+A schedule's target is the split queue (Scheduler's universal SQS target), so a scheduled campaign
+enters the pipeline exactly as an immediate one does. Scheduler delivers at least once; the split
+checkpoint makes a second delivery harmless.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from massmailer.store import StoreUnavailable
+
+
+class Schedules(Protocol):
+    def once(self, name: str, at: datetime, queue: str, body: str) -> None: ...
+
+
+class EventBridgeSchedules:
+    def __init__(self, client: Any, group: str, role_arn: str, queue_arns: dict[str, str]) -> None:
+        self._client = client
+        self._group = group
+        self._role_arn = role_arn
+        self._queue_arns = queue_arns
+
+    def once(self, name: str, at: datetime, queue: str, body: str) -> None:
+        when = at.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat()
+        try:
+            self._client.create_schedule(
+                Name=name[:64],
+                GroupName=self._group,
+                ScheduleExpression=f"at({when})",
+                ScheduleExpressionTimezone="UTC",
+                FlexibleTimeWindow={"Mode": "OFF"},
+                ActionAfterCompletion="DELETE",
+                Target={"Arn": self._queue_arns[queue], "RoleArn": self._role_arn, "Input": body},
+            )
+        except self._client.exceptions.ConflictException:
+            return  # already scheduled by an earlier try of the same request
+        except Exception as exc:
+            raise StoreUnavailable(f"create schedule {name}: {exc}") from exc

@@ -1,0 +1,325 @@
+"""The send path: claim -> render -> send through the provider chain -> record, per recipient.
+
+``send_batch`` handles one queue message (≤50 recipients of one campaign, or one transactional
+email). Its guarantees:
+
+* a recipient is sent only after a conditional claim, so a duplicate delivery of the same batch, or
+  two senders racing, sends it once;
+* a recipient recorded SENT is never claimed again; if recording fails after the provider accepted
+  the message, the recipient is *not* re-enqueued (the record is retried, then left SENDING, and the
+  SES Send event or an operator settles it) — sending twice is worse than a stale status;
+* provider-level failures fail over along the chain; what every provider refused is re-enqueued with
+  a delay per the retry policy (throttling never uses an attempt); hard bounces fail at once and
+  suppress the address; nothing retryable is left to reach the DLQ.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from massmailer.addresses import address_key, mask_address
+from massmailer.errors import HardBounce, RenderError, SendError, SoftBounce, Throttled
+from massmailer.mime import OutgoingEmail, build_message
+from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Status
+from massmailer.providers.chain import ProviderChain
+from massmailer.queues import Queue
+from massmailer.rendering import CompiledTemplate, TemplateCache
+from massmailer.spec import SQS_MAX_DELAY_SECONDS
+from massmailer.store import Store, StoreUnavailable, StoredCampaign
+from massmailer.unsubscribe import Unsubscriber
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 4  # the first attempt + 3 retries
+    base_delay: float = 30.0  # transient: base * 2**(attempt-1), full jitter
+    max_delay: float = 3600.0
+    soft_bounce_interval: float = 900.0  # fixed interval for mailbox-full
+    throttle_delay: float = 10.0  # throttled: short delay, jittered, no attempt used
+    record_retries: int = 3  # tries to record SENT after a successful send
+
+    def delay_for(self, error: SendError, attempt: int, rng: random.Random) -> float:
+        if isinstance(error, Throttled):
+            return self.throttle_delay * (1 + rng.random())
+        if isinstance(error, SoftBounce):
+            return self.soft_bounce_interval
+        ceiling = min(self.max_delay, self.base_delay * 2 ** max(attempt - 1, 0))
+        return max(1.0, rng.uniform(ceiling / 2, ceiling))  # "equal jitter": never zero
+
+
+@dataclass
+class BatchReport:
+    """What happened to the recipients of one batch (for counters, metrics and tests)."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    providers: Counter[str] = field(default_factory=Counter)
+    fallbacks: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def merge(self, other: BatchReport) -> None:
+        self.outcomes.update(other.outcomes)
+        self.providers.update(other.providers)
+        self.fallbacks += other.fallbacks
+        self.errors.update(other.errors)
+
+
+@dataclass
+class SenderContext:
+    store: Store
+    queue: Queue
+    chain: ProviderChain
+    from_address: str
+    unsubscriber: Unsubscriber
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    templates: TemplateCache = field(default_factory=TemplateCache)
+    concurrency: int = 8
+    lease_seconds: int = 300
+    campaign_ttl: float = 30.0
+    clock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)
+    _campaigns: dict[str, tuple[float, StoredCampaign]] = field(default_factory=dict)
+
+    def campaign(self, campaign_id: str) -> StoredCampaign | None:
+        """The campaign, cached briefly so a batch costs no read but a pause is seen within seconds."""
+        cached = self._campaigns.get(campaign_id)
+        now = self.clock()
+        if cached and now - cached[0] < self.campaign_ttl:
+            return cached[1]
+        stored = self.store.get_campaign(campaign_id)
+        if stored is not None:
+            self._campaigns[campaign_id] = (now, stored)
+        return stored
+
+
+@dataclass
+class _Job:
+    """What one recipient needs to be sent: the compiled template and the sender fields."""
+
+    template: CompiledTemplate
+    from_address: str
+    from_name: str | None
+    reply_to: str | None
+    headers: dict[str, str]
+    bulk: bool
+
+
+@dataclass
+class _Result:
+    recipient: BatchRecipient
+    outcome: str  # sent | failed | suppressed | skipped | retry | retry_throttled | retry_store | busy
+    provider: str | None = None
+    fallbacks: int = 0
+    error: SendError | None = None
+    delay: float = 0.0
+
+
+def send_batch(ctx: SenderContext, batch: BatchMessage) -> BatchReport:
+    """Send one queue message. Raises ``StoreUnavailable``/``QueueUnavailable`` to have it redelivered."""
+    report = BatchReport()
+    campaign: StoredCampaign | None = None
+    if batch.kind == "campaign":
+        campaign = ctx.campaign(batch.campaign_id or "")
+        if campaign is None:
+            logger.error("batch for unknown campaign dropped", extra={"campaign_id": batch.campaign_id})
+            report.outcomes["dropped"] += len(batch.recipients)
+            return report
+        if campaign.campaign.status == CampaignStatus.PAUSED:
+            _requeue(ctx, batch, batch.recipients, SQS_MAX_DELAY_SECONDS)
+            report.outcomes["paused"] += len(batch.recipients)
+            return report
+        if campaign.campaign.status == CampaignStatus.FAILED:
+            report.outcomes["dropped"] += len(batch.recipients)
+            return report
+
+    suppressed = ctx.store.suppressed_among(r.email for r in batch.recipients)
+    if ctx.concurrency > 1 and len(batch.recipients) > 1:
+        with ThreadPoolExecutor(max_workers=min(ctx.concurrency, len(batch.recipients))) as pool:
+            results = list(pool.map(lambda r: _send_one(ctx, batch, campaign, r, suppressed), batch.recipients))
+    else:
+        results = [_send_one(ctx, batch, campaign, r, suppressed) for r in batch.recipients]
+
+    retries: dict[str, list[BatchRecipient]] = {}
+    for result in results:
+        report.outcomes[result.outcome] += 1
+        if result.provider:
+            report.providers[result.provider] += 1
+        report.fallbacks += result.fallbacks
+        if result.error is not None:
+            report.errors[result.error.reason] += 1
+        if result.outcome in ("retry", "retry_throttled", "retry_store", "busy"):
+            retries.setdefault(f"{result.delay:.0f}", []).append(result.recipient)
+    for delay, recipients in retries.items():
+        _requeue(ctx, batch, recipients, float(delay))
+
+    if batch.campaign_id:
+        ctx.store.add_campaign_counts(
+            batch.campaign_id,
+            {
+                "sent": report.outcomes["sent"],
+                "failed": report.outcomes["failed"],
+                "suppressed": report.outcomes["suppressed"],
+                "retried": report.outcomes["retry"] + report.outcomes["retry_throttled"],
+            },
+        )
+    return report
+
+
+def _requeue(ctx: SenderContext, batch: BatchMessage, recipients: list[BatchRecipient], delay: float) -> None:
+    message = BatchMessage(kind=batch.kind, campaign_id=batch.campaign_id, lane=batch.lane, recipients=recipients)
+    ctx.queue.send(batch.lane.value, [message.model_dump_json()], delay_seconds=int(min(delay, SQS_MAX_DELAY_SECONDS)))
+
+
+def _job_for(ctx: SenderContext, campaign: StoredCampaign | None, record: dict[str, Any]) -> _Job:
+    if campaign is not None:
+        c = campaign.campaign
+        return _Job(
+            template=ctx.templates.get(c.campaign_id, c.content),
+            from_address=c.from_address,
+            from_name=c.from_name,
+            reply_to=c.reply_to,
+            headers=c.headers,
+            bulk=True,
+        )
+    payload = json.loads(record.get("payload") or "{}")
+    return _Job(
+        template=CompiledTemplate(Content.model_validate(payload["content"])),
+        from_address=payload.get("from_address") or ctx.from_address,
+        from_name=payload.get("from_name"),
+        reply_to=payload.get("reply_to"),
+        headers=payload.get("headers") or {},
+        bulk=False,
+    )
+
+
+def _send_one(
+    ctx: SenderContext,
+    batch: BatchMessage,
+    campaign: StoredCampaign | None,
+    recipient: BatchRecipient,
+    suppressed: set[str],
+) -> _Result:
+    """Never raises for one recipient's trouble: a store outage before the provider accepted the
+    message re-enqueues the recipient (nothing was sent, so a retry is safe); after it, the outcome
+    is logged and the recipient is not retried (see ``_record_sent``)."""
+    try:
+        return _claim_and_send(ctx, batch, campaign, recipient, suppressed)
+    except StoreUnavailable as exc:
+        logger.error("store unavailable; recipient re-enqueued", extra={"message_id": recipient.message_id, "error": str(exc)})
+        return _Result(recipient, "retry_store", delay=ctx.policy.throttle_delay * (1 + ctx.rng.random()))
+
+
+def _claim_and_send(
+    ctx: SenderContext,
+    batch: BatchMessage,
+    campaign: StoredCampaign | None,
+    recipient: BatchRecipient,
+    suppressed: set[str],
+) -> _Result:
+    store = ctx.store
+    claim = store.claim_recipient(
+        recipient.message_id,
+        email=recipient.email,
+        campaign_id=batch.campaign_id,
+        lane=batch.lane.value,
+        attempt=recipient.attempt,
+        lease_seconds=ctx.lease_seconds,
+    )
+    if not claim.claimed:
+        if claim.status == Status.SENDING.value:
+            # Someone else holds a live lease: come back when it has expired, in case they died.
+            remaining = float(claim.record.get("lease_until", 0)) - ctx.clock()
+            return _Result(recipient, "busy", delay=max(remaining, 0) + 1)
+        return _Result(recipient, "skipped")  # already sent or finished: a duplicate delivery
+
+    if address_key(recipient.email) in suppressed:
+        store.record_failed(recipient.message_id, Status.SUPPRESSED, "address is on the suppression list")
+        return _Result(recipient, "suppressed")
+
+    try:
+        job = _job_for(ctx, campaign, claim.record)
+        variables = {"email": recipient.email, **recipient.variables}
+        headers = dict(job.headers)
+        headers["X-MassMailer-Message"] = recipient.message_id
+        if job.bulk:
+            variables.setdefault("unsubscribe_url", ctx.unsubscriber.url(recipient.email, batch.campaign_id))
+            headers["X-MassMailer-Campaign"] = batch.campaign_id or ""
+            headers.update(ctx.unsubscriber.headers(recipient.email, batch.campaign_id))
+        rendered = job.template.render(variables)
+        raw = build_message(
+            message_id=recipient.message_id,
+            from_address=job.from_address,
+            from_name=job.from_name,
+            reply_to=job.reply_to,
+            to=recipient.email,
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            headers=headers,
+        )
+    except (RenderError, ValueError) as exc:
+        store.record_failed(recipient.message_id, Status.FAILED, str(exc))
+        return _Result(recipient, "failed")
+
+    tags = {"message_id": recipient.message_id}
+    if batch.campaign_id:
+        tags["campaign_id"] = batch.campaign_id
+    email = OutgoingEmail(
+        message_id=recipient.message_id, sender=job.from_address, recipient=recipient.email, raw=raw, tags=tags
+    )
+    try:
+        sent = ctx.chain.send(email)
+    except SendError as exc:
+        return _handle_send_error(ctx, recipient, claim.token, exc)
+
+    _record_sent(ctx, recipient, claim.token, sent.receipt.provider, sent.receipt.provider_message_id)
+    return _Result(recipient, "sent", provider=sent.receipt.provider, fallbacks=sent.fallbacks)
+
+
+def _record_sent(ctx: SenderContext, recipient: BatchRecipient, token: str, provider: str, pmid: str) -> None:
+    for attempt in range(1, ctx.policy.record_retries + 1):
+        try:
+            ctx.store.record_sent(recipient.message_id, token, provider, pmid)
+            return
+        except StoreUnavailable as exc:
+            if attempt == ctx.policy.record_retries:
+                # The provider accepted the message: never send it again. No retry is enqueued for
+                # this recipient and the batch is acknowledged; the record stays SENDING until the
+                # provider's Send/Delivery notification settles it.
+                logger.error(
+                    "sent but could not record; not retrying the send",
+                    extra={"message_id": recipient.message_id, "error": str(exc)},
+                )
+                return
+            time.sleep(0.05 * attempt)
+
+
+def _handle_send_error(ctx: SenderContext, recipient: BatchRecipient, token: str, exc: SendError) -> _Result:
+    store = ctx.store
+    logger.warning(
+        "send failed",
+        extra={"message_id": recipient.message_id, "to": mask_address(recipient.email), "error": exc.describe()},
+    )
+    if isinstance(exc, HardBounce):
+        store.record_failed(recipient.message_id, Status.FAILED, exc.describe())
+        store.suppress(recipient.email, "hard_bounce", {"error": exc.describe()})
+        return _Result(recipient, "failed", error=exc)
+    attempts_used = recipient.attempt + (1 if exc.uses_attempt else 0)
+    if exc.uses_attempt and attempts_used >= ctx.policy.max_attempts:
+        store.record_failed(recipient.message_id, Status.FAILED, f"gave up after {attempts_used} attempts: {exc.describe()}")
+        return _Result(recipient, "failed", error=exc)
+    store.record_retry(recipient.message_id, token, exc.describe())
+    delay = ctx.policy.delay_for(exc, attempts_used, ctx.rng)
+    retry = BatchRecipient(
+        message_id=recipient.message_id, email=recipient.email, variables=recipient.variables, attempt=attempts_used
+    )
+    return _Result(retry, "retry" if exc.uses_attempt else "retry_throttled", error=exc, delay=delay)

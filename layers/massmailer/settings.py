@@ -1,0 +1,83 @@
+"""Runtime settings: one pydantic model, read from the environment once at handler entry.
+
+Domain code never reads ``os.environ``; handlers build a :class:`Settings` and pass it down.
+Secrets (SMTP credentials, the unsubscribe signing key) come from the environment for local use or
+from Secrets Manager by ARN in AWS; they are never in code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from massmailer.spec import ENV
+
+ProviderName = Literal["ses", "smtp"]
+
+
+class Settings(BaseModel):
+    stage: str = "local"
+    table_name: str
+    bucket_name: str = ""
+    high_queue_url: str = ""
+    low_queue_url: str = ""
+    split_queue_url: str = ""
+    configuration_set: str | None = None
+    from_address: str = "noreply@example.com"
+    providers: tuple[ProviderName, ...] = ("ses", "smtp")
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str | None = Field(default=None, repr=False)
+    smtp_password: str | None = Field(default=None, repr=False)
+    smtp_secret_arn: str | None = None
+    signing_key: str | None = Field(default=None, repr=False)
+    signing_secret_arn: str | None = None
+    unsubscribe_base_url: str = "https://example.com"
+    unsubscribe_mailto: str | None = None
+    max_attempts: int = Field(default=4, ge=1, le=20)  # first try + 3 retries
+    schedule_group: str | None = None
+    scheduler_role_arn: str | None = None
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _split_providers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        mapping = {
+            "stage": ENV.stage,
+            "table_name": ENV.table,
+            "bucket_name": ENV.bucket,
+            "high_queue_url": ENV.high_queue_url,
+            "low_queue_url": ENV.low_queue_url,
+            "split_queue_url": ENV.split_queue_url,
+            "configuration_set": ENV.configuration_set,
+            "from_address": ENV.from_address,
+            "providers": ENV.providers,
+            "smtp_host": ENV.smtp_host,
+            "smtp_port": ENV.smtp_port,
+            "smtp_starttls": ENV.smtp_starttls,
+            "smtp_username": "MM_SMTP_USERNAME",
+            "smtp_password": "MM_SMTP_PASSWORD",
+            "smtp_secret_arn": ENV.smtp_secret_arn,
+            "signing_key": "MM_SIGNING_KEY",
+            "signing_secret_arn": ENV.signing_secret_arn,
+            "unsubscribe_base_url": ENV.unsubscribe_base_url,
+            "unsubscribe_mailto": ENV.unsubscribe_mailto,
+            "max_attempts": ENV.max_attempts,
+            "schedule_group": ENV.schedule_group,
+            "scheduler_role_arn": ENV.scheduler_role_arn,
+        }
+        values = {field: env[name] for field, name in mapping.items() if env.get(name)}
+        return cls.model_validate(values)
+
+    def lane_url(self, lane: str) -> str:
+        return self.high_queue_url if lane == "high" else self.low_queue_url

@@ -1,0 +1,135 @@
+"""Builds the real adapters from :class:`Settings`, once per process (per warm Lambda container).
+
+Handlers call these factories; tests pass their own contexts instead. AWS endpoints come only from
+the standard settings (``AWS_ENDPOINT_URL``, region, credentials), so the same code runs against AWS
+and against the local runtime's moto server.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from massmailer.blobs import S3Blobs
+from massmailer.intake import IntakeContext
+from massmailer.providers.chain import ProviderChain
+from massmailer.providers.ses import SesProvider
+from massmailer.providers.smtp import SmtpConfig, SmtpProvider
+from massmailer.queues import SqsQueue
+from massmailer.schedules import EventBridgeSchedules
+from massmailer.sending import RetryPolicy, SenderContext
+from massmailer.settings import Settings
+from massmailer.splitting import SplitterContext
+from massmailer.store import DynamoStore
+from massmailer.unsubscribe import Unsubscriber
+
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32, connect_timeout=5, read_timeout=15)
+_lock = threading.Lock()
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@cache
+def client(service: str) -> Any:
+    with _lock:
+        return boto3.session.Session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+
+
+@cache
+def store() -> DynamoStore:
+    table = boto3.session.Session().resource("dynamodb", config=_CONFIG).Table(settings().table_name)
+    return DynamoStore(table)
+
+
+def _queue() -> SqsQueue:
+    s = settings()
+    return SqsQueue(client("sqs"), {"high": s.high_queue_url, "low": s.low_queue_url, "split": s.split_queue_url})
+
+
+@cache
+def _secret(arn: str) -> str:
+    return str(client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+
+
+def unsubscriber() -> Unsubscriber:
+    s = settings()
+    key = s.signing_key or (_secret(s.signing_secret_arn) if s.signing_secret_arn else None)
+    if not key:
+        raise RuntimeError("no unsubscribe signing key: set MM_SIGNING_KEY or MM_SIGNING_SECRET_ARN")
+    return Unsubscriber(key=key.encode(), base_url=s.unsubscribe_base_url, mailto=s.unsubscribe_mailto)
+
+
+def _smtp_config(s: Settings) -> SmtpConfig:
+    username, password = s.smtp_username, s.smtp_password
+    if s.smtp_secret_arn:
+        secret = json.loads(_secret(s.smtp_secret_arn))
+        username, password = secret.get("username"), secret.get("password")
+    if not s.smtp_host:
+        raise RuntimeError("the smtp provider needs MM_SMTP_HOST")
+    return SmtpConfig(
+        host=s.smtp_host, port=s.smtp_port, starttls=s.smtp_starttls, username=username, password=password
+    )
+
+
+@cache
+def provider_chain() -> ProviderChain:
+    s = settings()
+    providers: list[Any] = []
+    for name in s.providers:
+        if name == "ses":
+            providers.append(SesProvider(client("sesv2"), s.configuration_set))
+        elif name == "smtp":
+            providers.append(SmtpProvider(_smtp_config(s)))
+    return ProviderChain(providers)
+
+
+@cache
+def sender_context() -> SenderContext:
+    s = settings()
+    return SenderContext(
+        store=store(),
+        queue=_queue(),
+        chain=provider_chain(),
+        from_address=s.from_address,
+        unsubscriber=unsubscriber(),
+        policy=RetryPolicy(max_attempts=s.max_attempts),
+    )
+
+
+def splitter_context(time_left: Callable[[], float]) -> SplitterContext:
+    s = settings()
+    return SplitterContext(store=store(), queue=_queue(), blobs=S3Blobs(client("s3"), s.bucket_name), time_left=time_left)
+
+
+@cache
+def intake_context() -> IntakeContext:
+    s = settings()
+    schedules = None
+    if s.schedule_group and s.scheduler_role_arn:
+        split_arn = client("sqs").get_queue_attributes(QueueUrl=s.split_queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        schedules = EventBridgeSchedules(client("scheduler"), s.schedule_group, s.scheduler_role_arn, {"split": split_arn})
+    return IntakeContext(
+        store=store(),
+        queue=_queue(),
+        blobs=S3Blobs(client("s3"), s.bucket_name),
+        schedules=schedules,
+        from_address=s.from_address,
+        unsubscriber=unsubscriber(),
+    )
+
+
+def reset() -> None:
+    """Forget every cached adapter (tests and the local runtime change the environment)."""
+    for fn in (settings, client, store, _secret, provider_chain, sender_context, intake_context):
+        fn.cache_clear()

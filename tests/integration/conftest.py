@@ -1,0 +1,102 @@
+"""Integration tier: the real handlers against moto (in process) and a real SMTP server on loopback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lambdas.ingest import handler as ingest_handler
+from lambdas.sender import handler as sender_handler
+from lambdas.splitter import handler as splitter_handler
+from local.event_source import SqsEventSource, drain
+from local.provision import LOCAL_ACCOUNT, provision
+from local.smtp_relay import SmtpRelay
+from massmailer import spec, wiring
+from tests.support import api_event, context
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@dataclass
+class Pipeline:
+    resources: dict[str, Any]
+    relay: SmtpRelay
+    sqs: Any
+
+    def api(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+            query: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        response = ingest_handler.handler(api_event(method, path, body, headers, query), context("ingest"))
+        return response["statusCode"], json.loads(response["body"] or "null")
+
+    def source(self, key: str, handler: Any, failed_visibility: int | None = 0) -> SqsEventSource:
+        queue = next(q for q in spec.QUEUES if q.key == key)
+        return SqsEventSource(self.sqs, self.resources["queues"][key], queue, handler, failed_visibility=failed_visibility)
+
+    def run(self, *, bounces: bool = False) -> int:
+        """Drain split → lanes (→ bounce) like the event sources would, until every queue is empty."""
+        sources = [
+            self.source("split", splitter_handler.handler),
+            self.source("high", sender_handler.handler),
+            self.source("low", sender_handler.handler),
+        ]
+        if bounces:
+            from lambdas.bounce import handler as bounce_handler
+
+            sources.append(self.source("bounce", bounce_handler.handler))
+        return drain(sources)
+
+    def depth(self, key: str, dlq: bool = False) -> int:
+        url = self.resources["dlqs" if dlq else "queues"][key]
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                                          "ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        return sum(int(v) for v in attrs.values())
+
+    @staticmethod
+    def ses_sent() -> list[Any]:
+        from moto.ses.models import ses_backends
+
+        return list(ses_backends[LOCAL_ACCOUNT]["us-east-1"].sent_messages)
+
+
+@pytest.fixture
+def pipeline(aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pipeline]:
+    with mock_aws(), SmtpRelay(tmp_path / "outbox") as relay:
+        resources = provision("test")
+        env = {
+            **resources["env"],
+            "MM_SMTP_HOST": "127.0.0.1",
+            "MM_SMTP_PORT": str(relay.port),
+            "MM_SIGNING_KEY": "test-signing-key",
+            "MM_PROVIDERS": "ses,smtp",
+            "MM_UNSUBSCRIBE_BASE_URL": "https://mail.example.test",
+            "MM_UNSUBSCRIBE_MAILTO": "unsubscribe@massmailer.test",
+            "POWERTOOLS_METRICS_NAMESPACE": "MassMailer",
+            "POWERTOOLS_SERVICE_NAME": "massmailer-test",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        wiring.reset()
+        yield Pipeline(resources=resources, relay=relay, sqs=boto3.client("sqs"))
+        wiring.provider_chain().close()
+        wiring.reset()

@@ -1,0 +1,47 @@
+"""Test helpers shared by the tiers: API Gateway events, a Lambda context, fixture loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from local.lambda_context import LambdaContext
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "tests" / "events"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def api_event(method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+              query: dict[str, str] | None = None) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event, as API Gateway would send it."""
+    raw = body if isinstance(body, str) or body is None else json.dumps(body)
+    return {
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "multiValueHeaders": {},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {k: [v] for k, v in (query or {}).items()} or None,
+        "pathParameters": {"proxy": path.lstrip("/")},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/{proxy+}",
+            "httpMethod": method,
+            "path": f"/dev{path}",
+            "stage": "dev",
+            "requestId": "test-request",
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": raw,
+        "isBase64Encoded": False,
+    }
+
+
+def context(name: str = "test") -> LambdaContext:
+    return LambdaContext(function_name=name)
