@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 APP = "massmailer"
+METRICS_NAMESPACE = "MassMailer"  # CloudWatch namespace of the functions' EMF metrics
 MAX_RECIPIENTS_PER_BATCH = 50  # SES SendEmail's limit, and the size of one queue message
 SQS_MAX_MESSAGE_BYTES = 256 * 1024  # the SQS default maximum message size
 SQS_MAX_DELAY_SECONDS = 900
