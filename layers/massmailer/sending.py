@@ -148,7 +148,8 @@ def send_batch(ctx: SenderContext, batch: BatchMessage) -> BatchReport:
     else:
         results = [_send_one(ctx, batch, campaign, r, suppressed) for r in batch.recipients]
 
-    retries: dict[str, list[BatchRecipient]] = {}
+    # One re-enqueued message per kind of retry (not per recipient): the group waits for its longest delay.
+    retries: dict[str, tuple[float, list[BatchRecipient]]] = {}
     for result in results:
         report.outcomes[result.outcome] += 1
         if result.provider:
@@ -157,9 +158,11 @@ def send_batch(ctx: SenderContext, batch: BatchMessage) -> BatchReport:
         if result.error is not None:
             report.errors[result.error.reason] += 1
         if result.outcome in ("retry", "retry_throttled", "retry_store", "busy"):
-            retries.setdefault(f"{result.delay:.0f}", []).append(result.recipient)
-    for delay, recipients in retries.items():
-        _requeue(ctx, batch, recipients, float(delay))
+            delay, group = retries.get(result.outcome, (0.0, []))
+            group.append(result.recipient)
+            retries[result.outcome] = (max(delay, result.delay), group)
+    for delay, group in retries.values():
+        _requeue(ctx, batch, group, delay)
 
     if batch.campaign_id:
         ctx.store.add_campaign_counts(

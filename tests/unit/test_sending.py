@@ -1,0 +1,254 @@
+"""The send path with in-memory fakes: claims, failover, retry policy, suppression, rendering errors."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from massmailer.errors import ConfigurationError, HardBounce, ProviderDown, SoftBounce, Throttled, Transient
+from massmailer.memory import InMemoryQueue, InMemoryStore
+from massmailer.models import BatchMessage, BatchRecipient, Campaign, CampaignStatus, Content, Lane
+from massmailer.providers.chain import ProviderChain
+from massmailer.sending import RetryPolicy, SenderContext, send_batch
+from massmailer.store import StoreUnavailable
+from massmailer.unsubscribe import Unsubscriber
+from tests.unit.fakes import FakeProvider
+
+CAMPAIGN = "cmp-1"
+
+
+def _ctx(*providers: FakeProvider, store: InMemoryStore | None = None, clock=None) -> SenderContext:
+    store = store or InMemoryStore(**({"clock": clock} if clock else {}))
+    if CAMPAIGN not in store.campaigns:
+        store.put_campaign(
+            Campaign(
+                campaign_id=CAMPAIGN,
+                name="c",
+                content=Content(subject="Hi {{ name }}", text="Hello {{ name }}"),
+                lane=Lane.LOW,
+                from_address="news@example.com",
+                audience_key="a.jsonl",
+                created_at=datetime.now(UTC),
+                status=CampaignStatus.SENDING,
+            )
+        )
+    return SenderContext(
+        store=store,
+        queue=InMemoryQueue(),
+        chain=ProviderChain(list(providers)),
+        from_address="noreply@example.com",
+        unsubscriber=Unsubscriber(key=b"k", base_url="https://u.example"),
+        policy=RetryPolicy(max_attempts=4),
+        rng=random.Random(7),
+        **({"clock": clock} if clock else {}),
+    )
+
+
+def _batch(n: int = 3, attempt: int = 0) -> BatchMessage:
+    return BatchMessage(
+        kind="campaign",
+        campaign_id=CAMPAIGN,
+        lane=Lane.LOW,
+        recipients=[
+            BatchRecipient(message_id=f"m{i}", email=f"u{i}@example.com", variables={"name": f"N{i}"}, attempt=attempt)
+            for i in range(n)
+        ],
+    )
+
+
+def _requeued(ctx: SenderContext) -> list[tuple[BatchMessage, int]]:
+    return [(BatchMessage.model_validate_json(body), delay) for body, delay in ctx.queue.sent["low"]]  # type: ignore[attr-defined]
+
+
+def test_each_recipient_is_rendered_and_sent_once_and_counted() -> None:
+    ses = FakeProvider("ses")
+    ctx = _ctx(ses)
+    report = send_batch(ctx, _batch(3))
+    assert report.outcomes["sent"] == 3
+    assert [e.recipient for e in ses.sent] == ["u0@example.com", "u1@example.com", "u2@example.com"]
+    raw = next(e.raw for e in ses.sent if e.recipient == "u1@example.com")
+    assert b"Subject: Hi N1\r\n" in raw and b"Hello N1" in raw
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in raw
+    assert ctx.store.get_campaign(CAMPAIGN).counts.sent == 3  # type: ignore[union-attr]
+    assert ctx.store.get_message("m1")["status"] == "SENT"  # type: ignore[index]
+
+
+def test_a_redelivered_batch_sends_nobody_twice() -> None:
+    ses = FakeProvider("ses")
+    ctx = _ctx(ses)
+    send_batch(ctx, _batch(3))
+    again = send_batch(ctx, _batch(3))
+    assert len(ses.sent) == 3
+    assert again.outcomes["skipped"] == 3
+    assert ctx.store.get_campaign(CAMPAIGN).counts.sent == 3  # type: ignore[union-attr]
+
+
+def test_provider_down_fails_over_to_the_secondary() -> None:
+    ses = FakeProvider("ses", fail=lambda e: ProviderDown("down", provider="ses"))
+    smtp = FakeProvider("smtp")
+    ctx = _ctx(ses, smtp)
+    report = send_batch(ctx, _batch(3))
+    assert len(smtp.sent) == 3 and report.fallbacks == 3
+    assert ctx.store.get_message("m0")["provider"] == "smtp"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("error", [HardBounce("550 5.1.1 no such user"), SoftBounce("452 4.2.2 mailbox full")])
+def test_recipient_level_errors_never_fail_over(error: Exception) -> None:
+    ses = FakeProvider("ses", fail=lambda e: error)  # type: ignore[arg-type,return-value]
+    smtp = FakeProvider("smtp")
+    send_batch(_ctx(ses, smtp), _batch(1))
+    assert smtp.calls == 0
+
+
+def test_a_hard_bounce_fails_at_once_and_suppresses_the_address() -> None:
+    ses = FakeProvider("ses", fail=lambda e: HardBounce("550 5.1.1 user unknown") if e.recipient == "u1@example.com" else None)
+    ctx = _ctx(ses)
+    report = send_batch(ctx, _batch(3))
+    assert report.outcomes == {"sent": 2, "failed": 1}
+    assert ctx.store.get_message("m1")["status"] == "FAILED"  # type: ignore[index]
+    assert ctx.store.is_suppressed("U1@example.com")
+    assert _requeued(ctx) == []
+
+
+def test_throttling_requeues_without_using_an_attempt_and_is_not_a_failure() -> None:
+    ses = FakeProvider("ses", fail=lambda e: Throttled("ThrottlingException", provider="ses"))
+    smtp = FakeProvider("smtp", fail=lambda e: Throttled("454 4.7.0 try later", provider="smtp"))
+    ctx = _ctx(ses, smtp)
+    report = send_batch(ctx, _batch(2, attempt=2))
+    assert report.outcomes == {"retry_throttled": 2}
+    (retry, delay), = _requeued(ctx)
+    assert [r.attempt for r in retry.recipients] == [2, 2]  # no attempt consumed
+    assert 10 <= delay <= 20
+    assert ctx.store.get_message("m0")["status"] == "RETRY_WAIT"  # type: ignore[index]
+    assert ctx.store.get_campaign(CAMPAIGN).counts.failed == 0  # type: ignore[union-attr]
+
+
+def test_transient_errors_back_off_exponentially_then_fail_after_max_attempts() -> None:
+    ses = FakeProvider("ses", fail=lambda e: Transient("503", provider="ses"))
+    ctx = _ctx(ses)
+    delays = []
+    batch = _batch(1)
+    for expected_attempt in (1, 2, 3):
+        send_batch(ctx, batch)
+        (batch, delay), = _requeued(ctx)
+        ctx.queue.sent["low"].clear()  # type: ignore[attr-defined]
+        assert batch.recipients[0].attempt == expected_attempt
+        delays.append(delay)
+    assert delays[0] < delays[1] < delays[2]  # 30·2^n with equal jitter: strictly growing ranges
+    report = send_batch(ctx, batch)  # the 4th attempt fails too → FAILED, not requeued
+    assert report.outcomes == {"failed": 1}
+    assert _requeued(ctx) == []
+    record = ctx.store.get_message("m0")
+    assert record["status"] == "FAILED" and "gave up after 4 attempts" in record["last_error"]  # type: ignore[index]
+
+
+def test_soft_bounces_retry_at_a_fixed_interval() -> None:
+    ses = FakeProvider("ses", fail=lambda e: SoftBounce("452 4.2.2 mailbox full"))
+    ctx = _ctx(ses)
+    send_batch(ctx, _batch(1))
+    (_, delay), = _requeued(ctx)
+    assert delay == 900
+
+
+def test_configuration_errors_fail_over_and_retry() -> None:
+    ses = FakeProvider("ses", fail=lambda e: ConfigurationError("not verified"))
+    smtp = FakeProvider("smtp")
+    send_batch(_ctx(ses, smtp), _batch(1))
+    assert len(smtp.sent) == 1
+
+
+def test_a_missing_template_variable_fails_that_recipient_with_the_reason() -> None:
+    ses = FakeProvider("ses")
+    ctx = _ctx(ses)
+    batch = _batch(2)
+    batch.recipients[1].variables = {}
+    report = send_batch(ctx, batch)
+    assert report.outcomes == {"sent": 1, "failed": 1}
+    assert "template variable missing" in ctx.store.get_message("m1")["last_error"]  # type: ignore[index]
+    assert "'name' is undefined" in ctx.store.get_message("m1")["last_error"]  # type: ignore[index]
+
+
+def test_a_suppressed_address_is_not_sent_at_send_time() -> None:
+    ses = FakeProvider("ses")
+    ctx = _ctx(ses)
+    ctx.store.suppress("u2@EXAMPLE.com", "unsubscribe")
+    report = send_batch(ctx, _batch(3))
+    assert report.outcomes == {"sent": 2, "suppressed": 1}
+    assert ctx.store.get_message("m2")["status"] == "SUPPRESSED"  # type: ignore[index]
+
+
+def test_a_recipient_leased_by_another_sender_is_requeued_after_the_lease_not_dropped() -> None:
+    now = [1000.0]
+    ses = FakeProvider("ses")
+    ctx = _ctx(ses, clock=lambda: now[0])
+    ctx.store.claim_recipient("m0", email="u0@example.com", campaign_id=CAMPAIGN, lane="low", attempt=0, lease_seconds=300)
+    report = send_batch(ctx, _batch(1))
+    assert report.outcomes == {"busy": 1} and ses.sent == []
+    (_, delay), = _requeued(ctx)
+    assert delay == 301
+    now[0] += 301  # the other sender died: its lease expired
+    send_batch(ctx, _batch(1))
+    assert len(ses.sent) == 1
+
+
+def test_a_failure_to_record_after_a_successful_send_never_causes_a_second_send(monkeypatch) -> None:
+    ses = FakeProvider("ses")
+    ctx = _ctx(ses)
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(args)
+        raise StoreUnavailable("DynamoDB unreachable")
+
+    monkeypatch.setattr(ctx.store, "record_sent", broken)
+    monkeypatch.setattr("massmailer.sending.time.sleep", lambda s: None)
+    report = send_batch(ctx, _batch(1))
+    assert len(ses.sent) == 1 and len(calls) == 3  # recorded 3 times, then given up
+    assert report.outcomes == {"sent": 1}
+    assert _requeued(ctx) == []  # not re-enqueued: sending twice is worse than a stale status
+
+
+def test_store_outage_before_sending_requeues_the_recipient() -> None:
+    ses = FakeProvider("ses")
+    ctx = _ctx(ses)
+
+    def down(*a, **k):
+        raise StoreUnavailable("timeout")
+
+    ctx.store.claim_recipient = down  # type: ignore[method-assign]
+    report = send_batch(ctx, _batch(2))
+    assert report.outcomes == {"retry_store": 2} and ses.sent == []
+    (retry, _), = _requeued(ctx)
+    assert [r.message_id for r in retry.recipients] == ["m0", "m1"]
+
+
+def test_a_paused_campaign_sends_nothing_and_keeps_its_recipients() -> None:
+    ses = FakeProvider("ses")
+    ctx = _ctx(ses)
+    ctx.store.set_campaign_status(CAMPAIGN, CampaignStatus.PAUSED)
+    report = send_batch(ctx, _batch(3))
+    assert ses.sent == [] and report.outcomes == {"paused": 3}
+    (retry, delay), = _requeued(ctx)
+    assert len(retry.recipients) == 3 and delay == 900
+
+
+def test_transactional_mail_uses_its_own_stored_content_and_has_no_unsubscribe_header() -> None:
+    from massmailer.models import MessageRecord, Status
+
+    ses = FakeProvider("ses")
+    ctx = _ctx(ses)
+    ctx.store.create_message(
+        MessageRecord(message_id="t1", email="a@example.com", status=Status.QUEUED, lane=Lane.HIGH),
+        {"content": {"subject": "Code {{ c }}", "text": "c={{ c }}", "html": None}, "from_address": "x@example.com",
+         "headers": {"X-Order": "42"}},
+    )
+    batch = BatchMessage(kind="transactional", lane=Lane.HIGH,
+                         recipients=[BatchRecipient(message_id="t1", email="a@example.com", variables={"c": "9"})])
+    send_batch(ctx, batch)
+    raw = ses.sent[0].raw
+    assert b"Subject: Code 9\r\n" in raw and b"X-Order: 42\r\n" in raw and b"From: x@example.com\r\n" in raw
+    assert b"List-Unsubscribe" not in raw
+    assert json.loads(ctx.store.messages["t1"]["payload"])["content"]["subject"] == "Code {{ c }}"

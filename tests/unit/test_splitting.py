@@ -1,0 +1,97 @@
+"""Splitting: validation, case-insensitive de-duplication, suppression, batches ≤50, resumable."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from massmailer.memory import InMemoryBlobs, InMemoryQueue, InMemoryStore
+from massmailer.models import BatchMessage, Campaign, CampaignStatus, Content, Lane, SplitRequest
+from massmailer.queues import QueueUnavailable
+from massmailer.splitting import SplitterContext, recipient_message_id, split_campaign
+
+
+def _setup(lines: list[object], lane: Lane = Lane.LOW) -> SplitterContext:
+    store, queue, blobs = InMemoryStore(), InMemoryQueue(), InMemoryBlobs()
+    blobs.put("a.jsonl", b"".join((json.dumps(x) if not isinstance(x, str) else x).encode() + b"\n" for x in lines))
+    store.put_campaign(
+        Campaign(campaign_id="c1", name="n", content=Content(subject="s", text="t"), lane=lane,
+                 from_address="f@example.com", audience_key="a.jsonl", created_at=datetime.now(UTC))
+    )
+    return SplitterContext(store=store, queue=queue, blobs=blobs)
+
+
+def _batches(ctx: SplitterContext, lane: str = "low") -> list[BatchMessage]:
+    return [BatchMessage.model_validate_json(b) for b, _ in ctx.queue.sent[lane]]  # type: ignore[attr-defined]
+
+
+def test_audience_is_validated_deduplicated_suppressed_and_cut_into_batches_of_50() -> None:
+    rows: list[object] = [{"email": f"user{i}@example.com", "variables": {"i": i}} for i in range(120)]
+    rows += [{"email": "USER7@Example.com"}, {"email": "not an address"}, "{broken json", {"nope": 1}]
+    ctx = _setup(rows)
+    ctx.store.suppress("user3@example.com", "bounce")
+
+    report = split_campaign(ctx, SplitRequest(campaign_id="c1"))
+
+    batches = _batches(ctx)
+    assert [len(b.recipients) for b in batches] == [50, 50, 19]
+    emails = [r.email for b in batches for r in b.recipients]
+    assert len(emails) == len(set(emails)) == 119
+    assert "user3@example.com" not in emails
+    assert report.done
+    counts = ctx.store.get_campaign("c1").counts  # type: ignore[union-attr]
+    assert (counts.total, counts.suppressed, counts.duplicates, counts.invalid) == (120, 1, 1, 3)
+    assert counts.queued == 119
+    assert ctx.store.get_campaign("c1").campaign.status == CampaignStatus.SENDING  # type: ignore[union-attr]
+    assert {r.email: r.variables for b in batches for r in b.recipients}["user5@example.com"] == {"i": 5}
+    assert batches[0].recipients[0].message_id == recipient_message_id("c1", "user0@example.com")
+
+
+def test_transactional_priority_campaign_goes_to_the_high_lane() -> None:
+    ctx = _setup([{"email": "a@example.com"}], lane=Lane.HIGH)
+    split_campaign(ctx, SplitRequest(campaign_id="c1"))
+    assert len(_batches(ctx, "high")) == 1 and not ctx.queue.sent["low"]  # type: ignore[attr-defined]
+
+
+def test_a_crash_mid_split_resumes_from_the_checkpoint_without_skipping_or_double_counting() -> None:
+    ctx = _setup([{"email": f"u{i}@example.com"} for i in range(1234)])
+    real_send, calls = ctx.queue.send, [0]
+
+    def flaky(queue: str, bodies, delay_seconds: int = 0) -> None:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise QueueUnavailable("SQS down")
+        real_send(queue, bodies, delay_seconds)
+
+    ctx.queue.send = flaky  # type: ignore[method-assign]
+    with pytest.raises(QueueUnavailable):
+        split_campaign(ctx, SplitRequest(campaign_id="c1"))
+    assert ctx.store.get_campaign("c1").split_cursor > 0  # type: ignore[union-attr]
+
+    split_campaign(ctx, SplitRequest(campaign_id="c1"))  # the redelivered split request
+
+    emails = [r.email for b in _batches(ctx) for r in b.recipients]
+    assert sorted(set(emails)) == sorted(f"u{i}@example.com" for i in range(1234))
+    assert len(emails) == 1234  # the failed chunk was never enqueued, so nothing is duplicated here
+    assert ctx.store.get_campaign("c1").counts.total == 1234  # type: ignore[union-attr]
+
+
+def test_duplicates_across_a_resume_are_still_dropped() -> None:
+    rows = [{"email": f"u{i}@example.com"} for i in range(600)] + [{"email": "U1@example.com"}]
+    ctx = _setup(rows)
+    left = iter([0.0])
+    ctx.time_left = lambda: next(left, 100.0)
+    first = split_campaign(ctx, SplitRequest(campaign_id="c1"))
+    assert first.continued and ctx.queue.sent["split"]  # type: ignore[attr-defined]
+    split_campaign(ctx, SplitRequest(campaign_id="c1"))
+    counts = ctx.store.get_campaign("c1").counts  # type: ignore[union-attr]
+    assert (counts.total, counts.duplicates) == (600, 1)
+
+
+def test_a_finished_split_delivered_again_enqueues_nothing() -> None:
+    ctx = _setup([{"email": "a@example.com"}])
+    split_campaign(ctx, SplitRequest(campaign_id="c1"))
+    split_campaign(ctx, SplitRequest(campaign_id="c1"))
+    assert len(_batches(ctx)) == 1
