@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from local.apigw import api_event
 from local.lambda_context import LambdaContext
+
+__all__ = ["EVENTS", "ROOT", "api_event", "context", "load_event"]
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "tests" / "events"
@@ -14,33 +17,6 @@ EVENTS = ROOT / "tests" / "events"
 
 def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
-
-
-def api_event(method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-              query: dict[str, str] | None = None) -> dict[str, Any]:
-    """An API Gateway REST (v1) proxy event, as API Gateway would send it."""
-    raw = body if isinstance(body, str) or body is None else json.dumps(body)
-    return {
-        "resource": "/{proxy+}",
-        "path": path,
-        "httpMethod": method,
-        "headers": {"Content-Type": "application/json", **(headers or {})},
-        "multiValueHeaders": {},
-        "queryStringParameters": query,
-        "multiValueQueryStringParameters": {k: [v] for k, v in (query or {}).items()} or None,
-        "pathParameters": {"proxy": path.lstrip("/")},
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": "/{proxy+}",
-            "httpMethod": method,
-            "path": f"/dev{path}",
-            "stage": "dev",
-            "requestId": "test-request",
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": raw,
-        "isBase64Encoded": False,
-    }
 
 
 def context(name: str = "test") -> LambdaContext:
