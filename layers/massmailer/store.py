@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from massmailer.addresses import address_key
@@ -136,6 +137,9 @@ class Store(Protocol):
     def remember_event(self, digest: str) -> bool: ...
     def recall_request(self, key: str) -> dict[str, Any] | None: ...
     def remember_request(self, key: str, request_hash: str, response: Mapping[str, Any]) -> dict[str, Any] | None: ...
+
+
+_DESERIALIZE = TypeDeserializer()
 
 
 def _plain(value: Any) -> Any:
@@ -326,8 +330,10 @@ class DynamoStore:
             )
         except ClientError as exc:
             if self._conditional_failed(exc):
-                old = exc.response.get("Item") or self.get_message(message_id) or {}
-                return Claim(claimed=False, record=_plain(old))
+                # The client error carries the old item in DynamoDB's typed wire format.
+                raw = exc.response.get("Item")
+                old = {k: _DESERIALIZE.deserialize(v) for k, v in raw.items()} if raw else self.get_message(message_id)
+                return Claim(claimed=False, record=_plain(old or {}))
             raise
         return Claim(claimed=True, record=_plain(result["Attributes"]), token=token)
 

@@ -1,0 +1,120 @@
+"""The Store contract, checked against DynamoDB (moto) and the in-memory twin alike."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local.provision import provision
+from massmailer.memory import InMemoryStore
+from massmailer.models import Campaign, Content, Lane, MessageRecord, Status
+from massmailer.store import DynamoStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def store_and_clock(request: pytest.FixtureRequest, aws_env: None) -> Iterator[tuple[object, Clock]]:
+    clock = Clock()
+    if request.param == "memory":
+        yield InMemoryStore(clock=clock), clock
+        return
+    with mock_aws():
+        resources = provision("contract")
+        table = boto3.resource("dynamodb").Table(resources["table"])
+        yield DynamoStore(table, clock=clock), clock
+
+
+def _claim(store, mid: str = "m1", attempt: int = 0):  # type: ignore[no-untyped-def]
+    return store.claim_recipient(mid, email="a@example.com", campaign_id="c1", lane="low", attempt=attempt, lease_seconds=60)
+
+
+def test_claim_is_exclusive_until_the_lease_expires(store_and_clock) -> None:  # type: ignore[no-untyped-def]
+    store, clock = store_and_clock
+    first = _claim(store)
+    assert first.claimed and first.record["status"] == "SENDING" and first.record["attempts"] == 1
+    second = _claim(store)
+    assert not second.claimed and second.status == "SENDING"
+    clock.now += 61
+    third = _claim(store)
+    assert third.claimed and third.token != first.token
+
+
+def test_a_sent_recipient_is_never_claimed_again(store_and_clock) -> None:  # type: ignore[no-untyped-def]
+    store, clock = store_and_clock
+    claim = _claim(store)
+    store.record_sent("m1", claim.token, "ses", "ses-123")
+    clock.now += 10_000
+    again = _claim(store)
+    assert not again.claimed and again.status == "SENT"
+    assert store.find_by_provider_id("ses-123")["message_id"] == "m1"
+
+
+def test_a_recipient_waiting_for_retry_can_be_claimed_again(store_and_clock) -> None:  # type: ignore[no-untyped-def]
+    store, _ = store_and_clock
+    claim = _claim(store)
+    store.record_retry("m1", claim.token, "transient: 503")
+    retry = _claim(store, attempt=1)
+    assert retry.claimed and retry.record["attempts"] == 2
+
+
+def test_a_stale_token_cannot_move_a_reclaimed_record(store_and_clock) -> None:  # type: ignore[no-untyped-def]
+    store, clock = store_and_clock
+    old = _claim(store)
+    clock.now += 61
+    _claim(store)
+    store.record_retry("m1", old.token, "late")
+    assert store.get_message("m1")["status"] == "SENDING"
+
+
+def test_suppression_is_case_insensitive_and_idempotent(store_and_clock) -> None:  # type: ignore[no-untyped-def]
+    store, _ = store_and_clock
+    assert store.suppress("Jane@Example.com", "bounce") is True
+    assert store.suppress("jane@example.com", "complaint") is False
+    assert store.suppressed_among(["JANE@example.com", "bob@example.com"]) == {"jane@example.com"}
+    many = [f"u{i}@example.com" for i in range(250)]
+    for address in many[::50]:
+        store.suppress(address, "bounce")
+    assert store.suppressed_among(many) == set(many[::50])
+
+
+def test_split_checkpoint_moves_once(store_and_clock) -> None:  # type: ignore[no-untyped-def]
+    store, _ = store_and_clock
+    store.put_campaign(
+        Campaign(campaign_id="c1", name="n", content=Content(subject="s", text="t"), lane=Lane.LOW,
+                 from_address="f@example.com", audience_key="k", created_at=datetime.now(UTC))
+    )
+    assert store.advance_split("c1", 0, 100, {"total": 5}, False) is True
+    assert store.advance_split("c1", 0, 100, {"total": 5}, False) is False
+    stored = store.get_campaign("c1")
+    assert stored.split_cursor == 100 and stored.counts.total == 5 and stored.counts.queued == 5
+
+
+def test_events_and_requests_are_remembered_once(store_and_clock) -> None:  # type: ignore[no-untyped-def]
+    store, clock = store_and_clock
+    assert store.remember_event("d1") is True and store.remember_event("d1") is False
+    assert store.remember_request("k", "h1", {"id": 1}) is None
+    assert store.remember_request("k", "h2", {"id": 2}) == {"request_hash": "h1", "response": {"id": 1}}
+    clock.now += 25 * 3600
+    assert store.recall_request("k") is None
+
+
+def test_notifications_only_move_records_from_allowed_states(store_and_clock) -> None:  # type: ignore[no-untyped-def]
+    store, _ = store_and_clock
+    store.create_message(MessageRecord(message_id="t1", email="a@example.com", status=Status.QUEUED, lane=Lane.HIGH), {})
+    assert store.apply_notification("t1", Status.BOUNCED, "x", ["SENT"]) is False
+    claim = _claim(store, "t1")
+    store.record_sent("t1", claim.token, "ses", "p1")
+    assert store.apply_notification("t1", Status.SOFT_BOUNCED, "full", ["SENT"], increment="soft_bounces") is True
+    assert store.get_message("t1")["soft_bounces"] == 1
+    assert store.apply_notification("nope", Status.BOUNCED, "x", []) is False
