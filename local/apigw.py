@@ -6,8 +6,13 @@ import json
 from typing import Any
 
 
-def api_event(method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-              query: dict[str, str] | None = None) -> dict[str, Any]:
+def api_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """An API Gateway REST (v1) proxy event, as API Gateway would send it."""
     raw = body if isinstance(body, str) or body is None else json.dumps(body)
     return {

@@ -43,12 +43,12 @@ def main() -> int:  # noqa: PLR0915 - a linear script reads best
     from lambdas.ingest import handler as ingest_handler
     from lambdas.sender import handler as sender_handler
     from lambdas.splitter import handler as splitter_handler
+    from local.apigw import api_event
     from local.event_source import SqsEventSource, drain
     from local.lambda_context import LambdaContext
     from local.provision import provision
-    from local.smtp_relay import SmtpRelay
-    from local.apigw import api_event
     from local.ses_events import bounce_event
+    from local.smtp_relay import SmtpRelay
     from massmailer import spec, wiring
     from massmailer.addresses import address_key
     from massmailer.splitting import recipient_message_id
@@ -78,23 +78,55 @@ def main() -> int:  # noqa: PLR0915 - a linear script reads best
 
         # A suppressed address (an earlier unsubscribe), then a campaign that includes it and a duplicate.
         wiring.store().suppress("former.customer@example.com", "unsubscribe")
-        names = ["ada", "grace", "alan", "edsger", "barbara", "donald", "frances", "john", "margaret", "ken",
-                 "dennis", "radia", "leslie", "tony", "niklaus", "bjarne", "guido", "linus", "katherine", "annie"]
-        audience = [{"email": f"{n}@example.com", "variables": {"first_name": n.title(), "n": i}} for i, n in enumerate(names)]
+        names = [
+            "ada",
+            "grace",
+            "alan",
+            "edsger",
+            "barbara",
+            "donald",
+            "frances",
+            "john",
+            "margaret",
+            "ken",
+            "dennis",
+            "radia",
+            "leslie",
+            "tony",
+            "niklaus",
+            "bjarne",
+            "guido",
+            "linus",
+            "katherine",
+            "annie",
+        ]
+        audience = [
+            {"email": f"{n}@example.com", "variables": {"first_name": n.title(), "n": i}} for i, n in enumerate(names)
+        ]
         audience.append({"email": "ADA@example.com", "variables": {"first_name": "Ada again", "n": 99}})  # duplicate
         audience.append({"email": "former.customer@example.com", "variables": {"first_name": "Former", "n": 98}})
-        status, campaign = api("POST", "/v1/campaigns", {
-            "name": "Demo newsletter",
-            "subject": "{{ first_name }}, your November digest",
-            "text": "Hello {{ first_name }}! You are reader #{{ n }}.\nUnsubscribe: {{ unsubscribe_url }}",
-            "html": "<h1>Hello {{ first_name }}!</h1><p>You are reader #{{ n }}.</p>",
-            "audience": audience,
-        })
+        status, campaign = api(
+            "POST",
+            "/v1/campaigns",
+            {
+                "name": "Demo newsletter",
+                "subject": "{{ first_name }}, your November digest",
+                "text": "Hello {{ first_name }}! You are reader #{{ n }}.\nUnsubscribe: {{ unsubscribe_url }}",
+                "html": "<h1>Hello {{ first_name }}!</h1><p>You are reader #{{ n }}.</p>",
+                "audience": audience,
+            },
+        )
         assert status == 202, campaign
-        status, message = api("POST", "/v1/messages", {
-            "to": "receipts@example.com", "subject": "Your receipt {{ order }}", "text": "Order {{ order }} confirmed.",
-            "variables": {"order": "A-1001"},
-        })
+        status, message = api(
+            "POST",
+            "/v1/messages",
+            {
+                "to": "receipts@example.com",
+                "subject": "Your receipt {{ order }}",
+                "text": "Order {{ order }} confirmed.",
+                "variables": {"order": "A-1001"},
+            },
+        )
         assert status == 202, message
 
         # SES accepts the first 8 sends, then goes down: the rest fails over to the SMTP relay.
@@ -115,8 +147,13 @@ def main() -> int:  # noqa: PLR0915 - a linear script reads best
         def source(key: str, handler: Any) -> SqsEventSource:
             return SqsEventSource(sqs, resources["queues"][key], queues[key], handler, failed_visibility=0)
 
-        drain([source("split", splitter_handler.handler), source("high", sender_handler.handler),
-               source("low", sender_handler.handler)])
+        drain(
+            [
+                source("split", splitter_handler.handler),
+                source("high", sender_handler.handler),
+                source("low", sender_handler.handler),
+            ]
+        )
 
         # SES reports a hard bounce for one recipient it delivered to: SNS → SQS → bounce handler.
         store = wiring.store()
@@ -126,10 +163,13 @@ def main() -> int:  # noqa: PLR0915 - a linear script reads best
         sns = boto3.client("sns")
         sns.publish(
             TopicArn=resources["topic_arn"],
-            Message=json.dumps(bounce_event(
-                bounced["provider_message_id"], bounced["email"],
-                {"message_id": bounced["message_id"], "campaign_id": campaign["campaign_id"]},
-            )),
+            Message=json.dumps(
+                bounce_event(
+                    bounced["provider_message_id"],
+                    bounced["email"],
+                    {"message_id": bounced["message_id"], "campaign_id": campaign["campaign_id"]},
+                )
+            ),
         )
         drain([source("bounce", bounce_handler.handler)])
 
@@ -149,7 +189,8 @@ def main() -> int:  # noqa: PLR0915 - a linear script reads best
             if record is None:
                 print(f"{member['email']:<32} {'SKIPPED':<10} {'-':<8} 0   (suppressed before sending)")
                 continue
-            print(f"{member['email']:<32} {record['status']:<10} {record.get('provider') or '-':<8} {record.get('attempts', 0)}")
+            provider = record.get("provider") or "-"
+            print(f"{member['email']:<32} {record['status']:<10} {provider:<8} {record.get('attempts', 0)}")
         print(f"\nTransactional {message['message_id']}: {receipt['status']} via {receipt['provider']}")
         counts = report["counts"]
         print("\nCounts: " + ", ".join(f"{k}={v}" for k, v in counts.items() if v or k in ("sent", "queued", "failed")))

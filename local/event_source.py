@@ -86,7 +86,9 @@ class SqsEventSource:
             for m in received:
                 if m["MessageId"] in failed:
                     self._sqs.change_message_visibility(
-                        QueueUrl=self._url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=self._failed_visibility
+                        QueueUrl=self._url,
+                        ReceiptHandle=m["ReceiptHandle"],
+                        VisibilityTimeout=self._failed_visibility,
                     )
         return len(received)
 

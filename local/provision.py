@@ -19,7 +19,9 @@ LOCAL_ACCOUNT = "123456789012"
 
 def _table(dynamodb: Any, name: str) -> None:
     index = JOB_TABLE.indexes
-    attrs = {JOB_TABLE.partition_key, JOB_TABLE.sort_key} | {i.partition_key for i in index} | {i.sort_key for i in index}
+    attrs = (
+        {JOB_TABLE.partition_key, JOB_TABLE.sort_key} | {i.partition_key for i in index} | {i.sort_key for i in index}
+    )
     dynamodb.create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",
@@ -62,7 +64,9 @@ def _queue(sqs: Any, stage: str, queue: spec.QueueSpec) -> tuple[str, str]:
     return url, dlq_url
 
 
-def provision(stage: str = "local", *, from_address: str = "noreply@massmailer.test", session: Any = None) -> dict[str, Any]:
+def provision(
+    stage: str = "local", *, from_address: str = "noreply@massmailer.test", session: Any = None
+) -> dict[str, Any]:
     """Create every resource; return ``{"env": {...}, "queues": {key: url}, "dlqs": {key: url}}``."""
     session = session or boto3.session.Session()
     dynamodb = session.client("dynamodb")
@@ -106,7 +110,9 @@ def provision(stage: str = "local", *, from_address: str = "noreply@massmailer.t
         )
     except Exception:  # noqa: S110 - older moto versions lack event destinations; the simulator publishes anyway
         pass
-    bounce_arn = sqs.get_queue_attributes(QueueUrl=queues["bounce"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bounce_arn = sqs.get_queue_attributes(QueueUrl=queues["bounce"], AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=bounce_arn)
 
     group = spec.schedule_group_name(stage)
@@ -117,7 +123,11 @@ def provision(stage: str = "local", *, from_address: str = "noreply@massmailer.t
             {
                 "Version": "2012-10-17",
                 "Statement": [
-                    {"Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "scheduler.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
                 ],
             }
         ),
@@ -135,4 +145,11 @@ def provision(stage: str = "local", *, from_address: str = "noreply@massmailer.t
         ENV.schedule_group: group,
         ENV.scheduler_role_arn: role_arn,
     }
-    return {"env": env, "queues": queues, "dlqs": dlqs, "topic_arn": topic_arn, "bucket": bucket, "table": table}
+    return {
+        "env": env,
+        "queues": queues,
+        "dlqs": dlqs,
+        "topic_arn": topic_arn,
+        "bucket": bucket,
+        "table": table,
+    }

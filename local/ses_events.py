@@ -15,7 +15,12 @@ def bounce_event(ses_message_id: str, address: str, tags: dict[str, str]) -> dic
             "bounceType": "Permanent",
             "bounceSubType": "General",
             "bouncedRecipients": [
-                {"emailAddress": address, "action": "failed", "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
+                {
+                    "emailAddress": address,
+                    "action": "failed",
+                    "status": "5.1.1",
+                    "diagnosticCode": "smtp; 550 5.1.1 user unknown",
+                }
             ],
             "timestamp": now,
             "feedbackId": f"demo-{ses_message_id}",

@@ -42,7 +42,9 @@ def post_message(request: SendRequest) -> Response[dict[str, Any]]:
 
 @app.post("/v1/campaigns")
 def post_campaign(request: CampaignRequest) -> Response[dict[str, Any]]:
-    return Response(202, content_types.APPLICATION_JSON, intake.accept_campaign(_context(), request, _idempotency_key()))
+    return Response(
+        202, content_types.APPLICATION_JSON, intake.accept_campaign(_context(), request, _idempotency_key())
+    )
 
 
 @app.get("/v1/messages/<message_id>")
@@ -66,7 +68,10 @@ def unsubscribe() -> dict[str, Any]:
 @app.exception_handler(RequestValidationError)
 def _invalid(exc: RequestValidationError) -> Response:
     errors = [
-        {"field": ".".join(str(p) for p in e["loc"] if p != "body") or "body", "reason": e.get("msg", e["type"])}
+        {
+            "field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
+            "reason": e.get("msg", e["type"]),
+        }
         for e in exc.errors()
     ]
     status = 400 if any(e["type"] == "json_invalid" for e in exc.errors()) else 422

@@ -11,14 +11,19 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from massmailer import wiring
 from massmailer.models import BatchMessage
-from massmailer.spec import METRICS_NAMESPACE
 from massmailer.sending import BatchReport, SenderContext, send_batch
+from massmailer.spec import METRICS_NAMESPACE
 
 logger = Logger()
 metrics = Metrics(namespace=METRICS_NAMESPACE)
 processor = BatchProcessor(event_type=EventType.SQS)
 
-_METRICS = {"sent": "EmailsSent", "failed": "EmailsFailed", "retry": "EmailsRetried", "retry_throttled": "Throttles"}
+_METRICS = {
+    "sent": "EmailsSent",
+    "failed": "EmailsFailed",
+    "retry": "EmailsRetried",
+    "retry_throttled": "Throttles",
+}
 
 
 def _emit(report: BatchReport) -> None:

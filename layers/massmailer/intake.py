@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from massmailer.blobs import Blobs
 from massmailer.models import (
     BatchMessage,
     BatchRecipient,
@@ -28,7 +29,6 @@ from massmailer.models import (
     SplitRequest,
     Status,
 )
-from massmailer.blobs import Blobs
 from massmailer.queues import Queue
 from massmailer.rendering import compile_content
 from massmailer.schedules import Schedules

@@ -67,7 +67,9 @@ class InMemoryStore:
             return
         with self._lock:
             self.writes += 1
-            item = self.campaigns[campaign_id]
+            item = self.campaigns.get(campaign_id)
+            if item is None:
+                return
             for k, v in deltas.items():
                 item[f"c_{k}"] = item.get(f"c_{k}", 0) + v
 
@@ -102,7 +104,14 @@ class InMemoryStore:
         return dict(item) if item else None
 
     def claim_recipient(
-        self, message_id: str, *, email: str, campaign_id: str | None, lane: str, attempt: int, lease_seconds: int
+        self,
+        message_id: str,
+        *,
+        email: str,
+        campaign_id: str | None,
+        lane: str,
+        attempt: int,
+        lease_seconds: int,
     ) -> Claim:
         now = self._clock()
         with self._lock:

@@ -106,11 +106,17 @@ def build_message(
     parts: list[tuple[bytes, bytes]] = []  # (part headers, encoded body)
     if text is not None:
         parts.append(
-            (b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable", _qp(text))
+            (
+                b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable",
+                _qp(text),
+            )
         )
     if html is not None:
         parts.append(
-            (b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable", _qp(html))
+            (
+                b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable",
+                _qp(html),
+            )
         )
 
     head = ("\r\n".join(lines) + "\r\n").encode("utf-8")
@@ -119,7 +125,7 @@ def build_message(
         return head + part_head + CRLF + CRLF + body
 
     alt = _boundary(message_id, "alt").encode()
-    alternative = bytearray(b"Content-Type: multipart/alternative; boundary=\"" + alt + b"\"\r\n\r\n")
+    alternative = bytearray(b'Content-Type: multipart/alternative; boundary="' + alt + b'"\r\n\r\n')
     for part_head, body in parts:
         alternative += b"--" + alt + CRLF + part_head + CRLF + CRLF + body + CRLF
     alternative += b"--" + alt + b"--" + CRLF
@@ -127,12 +133,14 @@ def build_message(
         return head + bytes(alternative)
 
     mixed = _boundary(message_id, "mix").encode()
-    out = bytearray(head + b"Content-Type: multipart/mixed; boundary=\"" + mixed + b"\"\r\n\r\n")
+    out = bytearray(head + b'Content-Type: multipart/mixed; boundary="' + mixed + b'"\r\n\r\n')
     out += b"--" + mixed + CRLF + alternative
     for attachment in attachments:
         name = attachment.filename.replace('"', "").replace("\r", "").replace("\n", "")
         out += (
-            b"--" + mixed + CRLF
+            b"--"
+            + mixed
+            + CRLF
             + f'Content-Type: {attachment.content_type}; name="{name}"\r\n'.encode()
             + b"Content-Transfer-Encoding: base64\r\n"
             + f'Content-Disposition: attachment; filename="{name}"\r\n\r\n'.encode()

@@ -33,7 +33,7 @@ from massmailer.providers.chain import ProviderChain
 from massmailer.queues import Queue
 from massmailer.rendering import CompiledTemplate, TemplateCache
 from massmailer.spec import SQS_MAX_DELAY_SECONDS
-from massmailer.store import Store, StoreUnavailable, StoredCampaign
+from massmailer.store import Store, StoredCampaign, StoreUnavailable
 from massmailer.unsubscribe import Unsubscriber
 
 logger = logging.getLogger(__name__)
@@ -217,7 +217,10 @@ def _send_one(
     try:
         return _claim_and_send(ctx, batch, campaign, recipient, suppressed)
     except StoreUnavailable as exc:
-        logger.error("store unavailable; recipient re-enqueued", extra={"message_id": recipient.message_id, "error": str(exc)})
+        logger.error(
+            "store unavailable; recipient re-enqueued",
+            extra={"message_id": recipient.message_id, "error": str(exc)},
+        )
         return _Result(recipient, "retry_store", delay=ctx.policy.throttle_delay * (1 + ctx.rng.random()))
 
 
@@ -277,7 +280,11 @@ def _claim_and_send(
     if batch.campaign_id:
         tags["campaign_id"] = batch.campaign_id
     email = OutgoingEmail(
-        message_id=recipient.message_id, sender=job.from_address, recipient=recipient.email, raw=raw, tags=tags
+        message_id=recipient.message_id,
+        sender=job.from_address,
+        recipient=recipient.email,
+        raw=raw,
+        tags=tags,
     )
     try:
         sent = ctx.chain.send(email)
@@ -310,19 +317,28 @@ def _handle_send_error(ctx: SenderContext, recipient: BatchRecipient, token: str
     store = ctx.store
     logger.warning(
         "send failed",
-        extra={"message_id": recipient.message_id, "to": mask_address(recipient.email), "error": exc.describe()},
+        extra={
+            "message_id": recipient.message_id,
+            "to": mask_address(recipient.email),
+            "error": exc.describe(),
+        },
     )
     if isinstance(exc, HardBounce):
         store.record_failed(recipient.message_id, Status.FAILED, exc.describe())
-        store.suppress(recipient.email, "hard_bounce", {"error": exc.describe()})
+        store.suppress(recipient.email, "bounce", {"bounceType": "Permanent", "error": exc.describe()})
         return _Result(recipient, "failed", error=exc)
     attempts_used = recipient.attempt + (1 if exc.uses_attempt else 0)
     if exc.uses_attempt and attempts_used >= ctx.policy.max_attempts:
-        store.record_failed(recipient.message_id, Status.FAILED, f"gave up after {attempts_used} attempts: {exc.describe()}")
+        store.record_failed(
+            recipient.message_id, Status.FAILED, f"gave up after {attempts_used} attempts: {exc.describe()}"
+        )
         return _Result(recipient, "failed", error=exc)
     store.record_retry(recipient.message_id, token, exc.describe())
     delay = ctx.policy.delay_for(exc, attempts_used, ctx.rng)
     retry = BatchRecipient(
-        message_id=recipient.message_id, email=recipient.email, variables=recipient.variables, attempt=attempts_used
+        message_id=recipient.message_id,
+        email=recipient.email,
+        variables=recipient.variables,
+        attempt=attempts_used,
     )
     return _Result(retry, "retry" if exc.uses_attempt else "retry_throttled", error=exc, delay=delay)

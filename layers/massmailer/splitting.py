@@ -115,7 +115,10 @@ def split_campaign(ctx: SplitterContext, request: SplitRequest) -> SplitReport:
         if bodies:
             ctx.queue.send(campaign.lane.value, bodies)
         if not ctx.store.advance_split(campaign.campaign_id, cursor, end, deltas, done):
-            logger.warning("split checkpoint moved by another splitter; stopping", extra={"campaign_id": campaign.campaign_id})
+            logger.warning(
+                "split checkpoint moved by another splitter; stopping",
+                extra={"campaign_id": campaign.campaign_id},
+            )
             return False
         report.enqueued += len(keep)
         report.batches += len(bodies)
@@ -141,7 +144,9 @@ def split_campaign(ctx: SplitterContext, request: SplitRequest) -> SplitReport:
         seen.add(key)
         deltas["total"] += 1
         chunk.append(
-            BatchRecipient(message_id=recipient_message_id(campaign.campaign_id, email), email=email, variables=variables)
+            BatchRecipient(
+                message_id=recipient_message_id(campaign.campaign_id, email), email=email, variables=variables
+            )
         )
         if len(chunk) >= chunk_limit:
             if not flush(offset, done=False):

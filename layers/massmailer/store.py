@@ -117,7 +117,14 @@ class Store(Protocol):
     def create_message(self, record: MessageRecord, payload: Mapping[str, Any]) -> bool: ...
     def get_message(self, message_id: str) -> dict[str, Any] | None: ...
     def claim_recipient(
-        self, message_id: str, *, email: str, campaign_id: str | None, lane: str, attempt: int, lease_seconds: int
+        self,
+        message_id: str,
+        *,
+        email: str,
+        campaign_id: str | None,
+        lane: str,
+        attempt: int,
+        lease_seconds: int,
     ) -> Claim: ...
     def record_sent(self, message_id: str, token: str, provider: str, provider_message_id: str) -> None: ...
     def record_retry(self, message_id: str, token: str, error: str) -> None: ...
@@ -234,13 +241,18 @@ class DynamoStore:
         names = {f"#c{i}": f"c_{k}" for i, k in enumerate(deltas)}
         values = {f":c{i}": v for i, v in enumerate(deltas.values())}
         expr = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(deltas)))
-        self._call(
-            self._table.update_item,
-            Key=campaign_key(campaign_id),
-            UpdateExpression=expr,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+        try:
+            self._call(
+                self._table.update_item,
+                Key=campaign_key(campaign_id),
+                UpdateExpression=expr,
+                ConditionExpression="attribute_exists(PK)",  # never create a stray counter-only item
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if not self._conditional_failed(exc):
+                raise
 
     def advance_split(
         self, campaign_id: str, expected_cursor: int, new_cursor: int, deltas: Mapping[str, int], done: bool
@@ -289,7 +301,14 @@ class DynamoStore:
         return _plain(item) if item else None
 
     def claim_recipient(
-        self, message_id: str, *, email: str, campaign_id: str | None, lane: str, attempt: int, lease_seconds: int
+        self,
+        message_id: str,
+        *,
+        email: str,
+        campaign_id: str | None,
+        lane: str,
+        attempt: int,
+        lease_seconds: int,
     ) -> Claim:
         now = self._clock()
         token = f"{now:.6f}-{id(self) & 0xFFFF:x}-{attempt}"
@@ -443,6 +462,9 @@ class DynamoStore:
             values[":one"] = 1
             expr += " ADD #inc :one"
         condition = "attribute_exists(PK)"
+        if not names:
+            names = {"#pk": JOB_TABLE.partition_key}
+            condition = "attribute_exists(#pk)"
         if allowed:
             placeholders = []
             for i, state in enumerate(allowed):

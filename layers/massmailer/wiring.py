@@ -29,7 +29,12 @@ from massmailer.splitting import SplitterContext
 from massmailer.store import DynamoStore
 from massmailer.unsubscribe import Unsubscriber
 
-_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32, connect_timeout=5, read_timeout=15)
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3},
+    max_pool_connections=32,
+    connect_timeout=5,
+    read_timeout=15,
+)
 _lock = threading.Lock()
 
 
@@ -107,7 +112,9 @@ def sender_context() -> SenderContext:
 
 def splitter_context(time_left: Callable[[], float]) -> SplitterContext:
     s = settings()
-    return SplitterContext(store=store(), queue=_queue(), blobs=S3Blobs(client("s3"), s.bucket_name), time_left=time_left)
+    return SplitterContext(
+        store=store(), queue=_queue(), blobs=S3Blobs(client("s3"), s.bucket_name), time_left=time_left
+    )
 
 
 @cache
@@ -118,7 +125,9 @@ def intake_context() -> IntakeContext:
         split_arn = client("sqs").get_queue_attributes(QueueUrl=s.split_queue_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
-        schedules = EventBridgeSchedules(client("scheduler"), s.schedule_group, s.scheduler_role_arn, {"split": split_arn})
+        schedules = EventBridgeSchedules(
+            client("scheduler"), s.schedule_group, s.scheduler_role_arn, {"split": split_arn}
+        )
     return IntakeContext(
         store=store(),
         queue=_queue(),

@@ -42,14 +42,22 @@ class Pipeline:
     relay: SmtpRelay
     sqs: Any
 
-    def api(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-            query: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
         response = ingest_handler.handler(api_event(method, path, body, headers, query), context("ingest"))
         return response["statusCode"], json.loads(response["body"] or "null")
 
     def source(self, key: str, handler: Any, failed_visibility: int | None = 0) -> SqsEventSource:
         queue = next(q for q in spec.QUEUES if q.key == key)
-        return SqsEventSource(self.sqs, self.resources["queues"][key], queue, handler, failed_visibility=failed_visibility)
+        return SqsEventSource(
+            self.sqs, self.resources["queues"][key], queue, handler, failed_visibility=failed_visibility
+        )
 
     def run(self, *, bounces: bool = False) -> int:
         """Drain split → lanes (→ bounce) like the event sources would, until every queue is empty."""
@@ -67,8 +75,12 @@ class Pipeline:
     def depth(self, key: str, dlq: bool = False) -> int:
         url = self.resources["dlqs" if dlq else "queues"][key]
         attrs = self.sqs.get_queue_attributes(
-            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                                          "ApproximateNumberOfMessagesDelayed"]
+            QueueUrl=url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
         )["Attributes"]
         return sum(int(v) for v in attrs.values())
 

@@ -17,7 +17,9 @@ AUDIENCE = [{"email": f"{n}@example.com", "variables": {"n": n}} for n in ("ann"
 CAMPAIGN = {"name": "c", "subject": "Hi {{ n }}", "text": "Hello {{ n }}", "audience": AUDIENCE}
 
 
-def test_a_hard_bounce_suppresses_the_address_and_the_next_campaign_skips_and_counts_it(pipeline: Pipeline) -> None:
+def test_a_hard_bounce_suppresses_the_address_and_the_next_campaign_skips_and_counts_it(
+    pipeline: Pipeline,
+) -> None:
     # Given a campaign that went out through SES
     _, first = pipeline.api("POST", "/v1/campaigns", CAMPAIGN)
     pipeline.run()
@@ -26,7 +28,9 @@ def test_a_hard_bounce_suppresses_the_address_and_the_next_campaign_skips_and_co
 
     # When SES publishes a permanent bounce for bob (configuration set → SNS → SQS → bounce λ)
     notification = bounce_event(
-        bob["provider_message_id"], "bob@example.com", {"message_id": bob["message_id"], "campaign_id": first["campaign_id"]}
+        bob["provider_message_id"],
+        "bob@example.com",
+        {"message_id": bob["message_id"], "campaign_id": first["campaign_id"]},
     )
     boto_sns = boto3.client("sns")
     boto_sns.publish(TopicArn=pipeline.resources["topic_arn"], Message=json.dumps(notification))
@@ -51,7 +55,9 @@ def test_a_hard_bounce_suppresses_the_address_and_the_next_campaign_skips_and_co
 def test_one_click_unsubscribe_suppresses_the_recipient(pipeline: Pipeline) -> None:
     _, first = pipeline.api("POST", "/v1/campaigns", CAMPAIGN)
     pipeline.run()
-    message = next(email.message_from_string(m.raw_data) for m in pipeline.ses_sent() if m.raw_data.count("cat@example.com"))
+    message = next(
+        email.message_from_string(m.raw_data) for m in pipeline.ses_sent() if m.raw_data.count("cat@example.com")
+    )
     url = message["List-Unsubscribe"].split(",")[0].strip("<> ")
     token = parse_qs(urlparse(url).query)["token"][0]
 
@@ -60,6 +66,8 @@ def test_one_click_unsubscribe_suppresses_the_recipient(pipeline: Pipeline) -> N
     assert status == 200 and body == {"unsubscribed": True}
     assert wiring.store().is_suppressed("cat@example.com")
 
-    tampered = pipeline.api("POST", "/v1/unsubscribe", "List-Unsubscribe=One-Click", query={"token": token[:-3] + "AAA"})
+    tampered = pipeline.api(
+        "POST", "/v1/unsubscribe", "List-Unsubscribe=One-Click", query={"token": token[:-3] + "AAA"}
+    )
     assert tampered[0] == 400
     assert pipeline.api("POST", "/v1/unsubscribe", None)[0] == 400

@@ -73,14 +73,39 @@ def test_ses_failing_sends_the_campaign_through_the_smtp_relay(pipeline: Pipelin
     [
         ("/v1/messages", {"subject": "Hi", "text": "x"}, "to"),
         ("/v1/messages", {"to": "not-an-address", "subject": "Hi", "text": "x"}, "to"),
-        ("/v1/messages", {"to": "a@example.com", "subject": "Hi", "text": "x", "priority": "urgent"}, "priority"),
-        ("/v1/messages", {"to": "a@example.com", "subject": "Hi\r\nBcc: victim@example.com", "text": "x"}, "subject"),
+        (
+            "/v1/messages",
+            {"to": "a@example.com", "subject": "Hi", "text": "x", "priority": "urgent"},
+            "priority",
+        ),
+        (
+            "/v1/messages",
+            {"to": "a@example.com", "subject": "Hi\r\nBcc: victim@example.com", "text": "x"},
+            "subject",
+        ),
         ("/v1/messages", {"to": "a@example.com", "subject": "Hi"}, "body"),
-        ("/v1/messages", {"to": "a@example.com", "subject": "Hi", "text": "x", "headers": {"X-A": "b\nc"}}, "headers"),
+        (
+            "/v1/messages",
+            {"to": "a@example.com", "subject": "Hi", "text": "x", "headers": {"X-A": "b\nc"}},
+            "headers",
+        ),
         ("/v1/campaigns", {"name": "n", "subject": "s", "text": "t", "audience": []}, "audience"),
-        ("/v1/campaigns", {"name": "n", "subject": "s", "text": "t", "audience": [{"email": "x@"}]}, "audience.0.email"),
-        ("/v1/campaigns", {"name": "n", "subject": "s", "text": "t", "audience": [{"email": "a@b.co"}],
-                           "send_at": "2026-12-01T09:00:00"}, "send_at"),
+        (
+            "/v1/campaigns",
+            {"name": "n", "subject": "s", "text": "t", "audience": [{"email": "x@"}]},
+            "audience.0.email",
+        ),
+        (
+            "/v1/campaigns",
+            {
+                "name": "n",
+                "subject": "s",
+                "text": "t",
+                "audience": [{"email": "a@b.co"}],
+                "send_at": "2026-12-01T09:00:00",
+            },
+            "send_at",
+        ),
     ],
 )
 def test_malformed_requests_get_a_clear_4xx_and_enqueue_nothing(
@@ -108,7 +133,9 @@ def test_an_api_retry_with_the_same_idempotency_key_sends_once(pipeline: Pipelin
     first = pipeline.api("POST", "/v1/messages", request, headers={"Idempotency-Key": "order-42"})
     again = pipeline.api("POST", "/v1/messages", request, headers={"idempotency-key": "order-42"})
     assert first == again and first[0] == 202
-    conflict = pipeline.api("POST", "/v1/messages", {**request, "text": "other"}, headers={"Idempotency-Key": "order-42"})
+    conflict = pipeline.api(
+        "POST", "/v1/messages", {**request, "text": "other"}, headers={"Idempotency-Key": "order-42"}
+    )
     assert conflict[0] == 422 and conflict[1]["errors"][0]["field"] == "Idempotency-Key"
 
     pipeline.run()

@@ -25,9 +25,14 @@ def _campaign(n: int, **extra: object) -> dict[str, object]:
 def test_transactional_email_goes_through_the_high_lane_and_reads_sent(pipeline: Pipeline) -> None:
     # Given a transactional send accepted by the API
     status, body = pipeline.api(
-        "POST", "/v1/messages",
-        {"to": "jane@example.com", "subject": "Your code {{ code }}", "text": "Code: {{ code }}",
-         "variables": {"code": "12345"}},
+        "POST",
+        "/v1/messages",
+        {
+            "to": "jane@example.com",
+            "subject": "Your code {{ code }}",
+            "text": "Code: {{ code }}",
+            "variables": {"code": "12345"},
+        },
     )
     assert status == 202, body
     message_id = body["message_id"]

@@ -36,7 +36,9 @@ def store_and_clock(request: pytest.FixtureRequest, aws_env: None) -> Iterator[t
 
 
 def _claim(store, mid: str = "m1", attempt: int = 0):  # type: ignore[no-untyped-def]
-    return store.claim_recipient(mid, email="a@example.com", campaign_id="c1", lane="low", attempt=attempt, lease_seconds=60)
+    return store.claim_recipient(
+        mid, email="a@example.com", campaign_id="c1", lane="low", attempt=attempt, lease_seconds=60
+    )
 
 
 def test_claim_is_exclusive_until_the_lease_expires(store_and_clock) -> None:  # type: ignore[no-untyped-def]
@@ -91,8 +93,15 @@ def test_suppression_is_case_insensitive_and_idempotent(store_and_clock) -> None
 def test_split_checkpoint_moves_once(store_and_clock) -> None:  # type: ignore[no-untyped-def]
     store, _ = store_and_clock
     store.put_campaign(
-        Campaign(campaign_id="c1", name="n", content=Content(subject="s", text="t"), lane=Lane.LOW,
-                 from_address="f@example.com", audience_key="k", created_at=datetime.now(UTC))
+        Campaign(
+            campaign_id="c1",
+            name="n",
+            content=Content(subject="s", text="t"),
+            lane=Lane.LOW,
+            from_address="f@example.com",
+            audience_key="k",
+            created_at=datetime.now(UTC),
+        )
     )
     assert store.advance_split("c1", 0, 100, {"total": 5}, False) is True
     assert store.advance_split("c1", 0, 100, {"total": 5}, False) is False
@@ -111,7 +120,9 @@ def test_events_and_requests_are_remembered_once(store_and_clock) -> None:  # ty
 
 def test_notifications_only_move_records_from_allowed_states(store_and_clock) -> None:  # type: ignore[no-untyped-def]
     store, _ = store_and_clock
-    store.create_message(MessageRecord(message_id="t1", email="a@example.com", status=Status.QUEUED, lane=Lane.HIGH), {})
+    store.create_message(
+        MessageRecord(message_id="t1", email="a@example.com", status=Status.QUEUED, lane=Lane.HIGH), {}
+    )
     assert store.apply_notification("t1", Status.BOUNCED, "x", ["SENT"]) is False
     claim = _claim(store, "t1")
     store.record_sent("t1", claim.token, "ses", "p1")

@@ -74,8 +74,15 @@ def test_mime_message_parses_with_the_stdlib_and_keeps_every_part() -> None:
 
 def test_header_values_with_crlf_are_refused() -> None:
     with pytest.raises(ValueError, match="CR/LF"):
-        build_message(message_id="m", from_address="a@example.com", to="b@example.com", subject="s", html=None,
-                      text="t", headers={"X-A": "1\r\nBcc: x@example.com"})
+        build_message(
+            message_id="m",
+            from_address="a@example.com",
+            to="b@example.com",
+            subject="s",
+            html=None,
+            text="t",
+            headers={"X-A": "1\r\nBcc: x@example.com"},
+        )
 
 
 def test_unsubscribe_tokens_verify_and_reject_tampering() -> None:

@@ -104,7 +104,10 @@ def test_recipient_level_errors_never_fail_over(error: Exception) -> None:
 
 
 def test_a_hard_bounce_fails_at_once_and_suppresses_the_address() -> None:
-    ses = FakeProvider("ses", fail=lambda e: HardBounce("550 5.1.1 user unknown") if e.recipient == "u1@example.com" else None)
+    ses = FakeProvider(
+        "ses",
+        fail=lambda e: HardBounce("550 5.1.1 user unknown") if e.recipient == "u1@example.com" else None,
+    )
     ctx = _ctx(ses)
     report = send_batch(ctx, _batch(3))
     assert report.outcomes == {"sent": 2, "failed": 1}
@@ -119,7 +122,7 @@ def test_throttling_requeues_without_using_an_attempt_and_is_not_a_failure() -> 
     ctx = _ctx(ses, smtp)
     report = send_batch(ctx, _batch(2, attempt=2))
     assert report.outcomes == {"retry_throttled": 2}
-    (retry, delay), = _requeued(ctx)
+    ((retry, delay),) = _requeued(ctx)
     assert [r.attempt for r in retry.recipients] == [2, 2]  # no attempt consumed
     assert 10 <= delay <= 20
     assert ctx.store.get_message("m0")["status"] == "RETRY_WAIT"  # type: ignore[index]
@@ -133,7 +136,7 @@ def test_transient_errors_back_off_exponentially_then_fail_after_max_attempts() 
     batch = _batch(1)
     for expected_attempt in (1, 2, 3):
         send_batch(ctx, batch)
-        (batch, delay), = _requeued(ctx)
+        ((batch, delay),) = _requeued(ctx)
         ctx.queue.sent["low"].clear()  # type: ignore[attr-defined]
         assert batch.recipients[0].attempt == expected_attempt
         delays.append(delay)
@@ -149,7 +152,7 @@ def test_soft_bounces_retry_at_a_fixed_interval() -> None:
     ses = FakeProvider("ses", fail=lambda e: SoftBounce("452 4.2.2 mailbox full"))
     ctx = _ctx(ses)
     send_batch(ctx, _batch(1))
-    (_, delay), = _requeued(ctx)
+    ((_, delay),) = _requeued(ctx)
     assert delay == 900
 
 
@@ -184,10 +187,12 @@ def test_a_recipient_leased_by_another_sender_is_requeued_after_the_lease_not_dr
     now = [1000.0]
     ses = FakeProvider("ses")
     ctx = _ctx(ses, clock=lambda: now[0])
-    ctx.store.claim_recipient("m0", email="u0@example.com", campaign_id=CAMPAIGN, lane="low", attempt=0, lease_seconds=300)
+    ctx.store.claim_recipient(
+        "m0", email="u0@example.com", campaign_id=CAMPAIGN, lane="low", attempt=0, lease_seconds=300
+    )
     report = send_batch(ctx, _batch(1))
     assert report.outcomes == {"busy": 1} and ses.sent == []
-    (_, delay), = _requeued(ctx)
+    ((_, delay),) = _requeued(ctx)
     assert delay == 301
     now[0] += 301  # the other sender died: its lease expired
     send_batch(ctx, _batch(1))
@@ -221,7 +226,7 @@ def test_store_outage_before_sending_requeues_the_recipient() -> None:
     ctx.store.claim_recipient = down  # type: ignore[method-assign]
     report = send_batch(ctx, _batch(2))
     assert report.outcomes == {"retry_store": 2} and ses.sent == []
-    (retry, _), = _requeued(ctx)
+    ((retry, _),) = _requeued(ctx)
     assert [r.message_id for r in retry.recipients] == ["m0", "m1"]
 
 
@@ -231,7 +236,7 @@ def test_a_paused_campaign_sends_nothing_and_keeps_its_recipients() -> None:
     ctx.store.set_campaign_status(CAMPAIGN, CampaignStatus.PAUSED)
     report = send_batch(ctx, _batch(3))
     assert ses.sent == [] and report.outcomes == {"paused": 3}
-    (retry, delay), = _requeued(ctx)
+    ((retry, delay),) = _requeued(ctx)
     assert len(retry.recipients) == 3 and delay == 900
 
 
@@ -242,11 +247,17 @@ def test_transactional_mail_uses_its_own_stored_content_and_has_no_unsubscribe_h
     ctx = _ctx(ses)
     ctx.store.create_message(
         MessageRecord(message_id="t1", email="a@example.com", status=Status.QUEUED, lane=Lane.HIGH),
-        {"content": {"subject": "Code {{ c }}", "text": "c={{ c }}", "html": None}, "from_address": "x@example.com",
-         "headers": {"X-Order": "42"}},
+        {
+            "content": {"subject": "Code {{ c }}", "text": "c={{ c }}", "html": None},
+            "from_address": "x@example.com",
+            "headers": {"X-Order": "42"},
+        },
     )
-    batch = BatchMessage(kind="transactional", lane=Lane.HIGH,
-                         recipients=[BatchRecipient(message_id="t1", email="a@example.com", variables={"c": "9"})])
+    batch = BatchMessage(
+        kind="transactional",
+        lane=Lane.HIGH,
+        recipients=[BatchRecipient(message_id="t1", email="a@example.com", variables={"c": "9"})],
+    )
     send_batch(ctx, batch)
     raw = ses.sent[0].raw
     assert b"Subject: Code 9\r\n" in raw and b"X-Order: 42\r\n" in raw and b"From: x@example.com\r\n" in raw

@@ -17,8 +17,15 @@ def _setup(lines: list[object], lane: Lane = Lane.LOW) -> SplitterContext:
     store, queue, blobs = InMemoryStore(), InMemoryQueue(), InMemoryBlobs()
     blobs.put("a.jsonl", b"".join((json.dumps(x) if not isinstance(x, str) else x).encode() + b"\n" for x in lines))
     store.put_campaign(
-        Campaign(campaign_id="c1", name="n", content=Content(subject="s", text="t"), lane=lane,
-                 from_address="f@example.com", audience_key="a.jsonl", created_at=datetime.now(UTC))
+        Campaign(
+            campaign_id="c1",
+            name="n",
+            content=Content(subject="s", text="t"),
+            lane=lane,
+            from_address="f@example.com",
+            audience_key="a.jsonl",
+            created_at=datetime.now(UTC),
+        )
     )
     return SplitterContext(store=store, queue=queue, blobs=blobs)
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from massmailer.errors import ProviderDown, Transient, classify_ses_error
 from massmailer.mime import OutgoingEmail

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -71,7 +70,7 @@ class SmtpProvider:
                     if exc.smtp_code == 421:  # the server is closing the session
                         self._drop()
                     raise error from exc
-                except (OSError, socket.timeout) as exc:
+                except (TimeoutError, OSError) as exc:
                     self._drop()
                     if attempt == 2:
                         raise ProviderDown(f"connection failed: {exc}", provider=self.name) from exc
