@@ -1,0 +1,151 @@
+"""The SMTP adapter against a real SMTP server on loopback: replies mapped to the taxonomy, reuse, reconnects."""
+
+from __future__ import annotations
+
+import email
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+
+from local.smtp_relay import free_port
+from massmailer.errors import HardBounce, ProviderDown, SoftBounce, Throttled, Transient
+from massmailer.mime import OutgoingEmail, build_message
+from massmailer.providers.smtp import SmtpConfig, SmtpProvider
+
+REPLIES = {
+    "bad@example.com": "550 5.1.1 <bad@example.com>: Recipient address rejected: User unknown",
+    "full@example.com": "452 4.2.2 Mailbox full",
+    "slow@example.com": "451 4.7.1 Greylisted, try again later",
+    "later@example.com": "421 4.7.0 Too many connections, closing",
+}
+
+
+class Handler:
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.sessions = 0
+        self.data_reply = "250 OK"
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:  # noqa: N802
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]) -> str:  # noqa: N802
+        if address in REPLIES:
+            return REPLIES[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.data_reply.startswith("250"):
+            self.received.append(envelope.original_content)
+        return self.data_reply
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[Handler, Controller]]:
+    handler = Handler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield handler, controller
+    controller.stop()
+
+
+def _email(to: str, body: str = "hello") -> OutgoingEmail:
+    raw = build_message(message_id="m1", from_address="news@example.com", to=to, subject="s", html=None, text=body)
+    return OutgoingEmail(message_id="m1", sender="news@example.com", recipient=to, raw=raw)
+
+
+def _provider(controller: Controller) -> SmtpProvider:
+    return SmtpProvider(SmtpConfig(host="127.0.0.1", port=controller.port, timeout=5))
+
+
+def test_many_messages_go_over_one_reused_session_intact(server: tuple[Handler, Controller]) -> None:
+    handler, controller = server
+    provider = _provider(controller)
+    tricky = "line one\n.starts with a dot\n..two dots\n.\nend"
+    for i in range(20):
+        receipt = provider.send(_email(f"user{i}@example.com", tricky))
+        assert receipt.provider == "smtp"
+    provider.close()
+    assert handler.sessions == 1
+    assert len(handler.received) == 20
+    text = email.message_from_bytes(handler.received[0]).get_payload(decode=True).decode().replace("\r\n", "\n")
+    assert text.removesuffix("\n") == tricky  # SMTP ends the data with CRLF
+
+
+@pytest.mark.parametrize(
+    ("to", "error"),
+    [
+        ("bad@example.com", HardBounce),
+        ("full@example.com", SoftBounce),
+        ("slow@example.com", Throttled),
+        ("later@example.com", Throttled),
+    ],
+)
+def test_recipient_replies_map_to_the_taxonomy_and_the_session_survives(
+    server: tuple[Handler, Controller], to: str, error: type
+) -> None:
+    handler, controller = server
+    provider = _provider(controller)
+    with pytest.raises(error):
+        provider.send(_email(to))
+    provider.send(_email("ok@example.com"))  # the next send still works (reconnecting after a 421)
+    assert len(handler.received) == 1
+    provider.close()
+
+
+def test_a_data_rejection_is_classified(server: tuple[Handler, Controller]) -> None:
+    handler, controller = server
+    handler.data_reply = "554 5.7.1 Message rejected as spam"
+    with pytest.raises(HardBounce):
+        _provider(controller).send(_email("ok@example.com"))
+
+
+def test_a_server_that_is_down_is_provider_down() -> None:
+    provider = SmtpProvider(SmtpConfig(host="127.0.0.1", port=free_port(), timeout=2))
+    with pytest.raises(ProviderDown):
+        provider.send(_email("ok@example.com"))
+
+
+def test_a_dropped_session_is_reopened_before_the_message_is_written(server: tuple[Handler, Controller]) -> None:
+    handler, controller = server
+    provider = _provider(controller)
+    provider.send(_email("a@example.com"))
+    session = provider._idle.queue[0]  # the server closed it between sends
+    session._sock.close()  # type: ignore[union-attr]
+    provider.send(_email("b@example.com"))
+    assert len(handler.received) == 2 and handler.sessions == 2
+
+
+def test_a_session_lost_after_the_message_was_written_is_transient_not_resent(
+    server: tuple[Handler, Controller],
+) -> None:
+    handler, controller = server
+    provider = _provider(controller)
+
+    class Cut(Exception):
+        pass
+
+    session = provider._idle.queue[0]
+    session.open()
+    real_reply = session._reply
+    calls = {"n": 0}
+
+    def reply() -> tuple[int, str]:
+        calls["n"] += 1
+        if calls["n"] == 4:  # MAIL, RCPT, DATA replies read; the final reply never comes
+            session._sock.close()  # type: ignore[union-attr]
+            raise OSError("connection reset")
+        return real_reply()
+
+    session._reply = reply  # type: ignore[method-assign]
+    with pytest.raises(Transient, match="after the message was sent"):
+        provider.send(_email("a@example.com"))
+    assert handler.sessions == 1  # not silently resent on a new session
