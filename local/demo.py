@@ -67,6 +67,7 @@ def main() -> int:  # noqa: PLR0915 - a linear script reads best
                 "MM_SMTP_PORT": str(relay.port),
                 "MM_SIGNING_KEY": "demo-signing-key",
                 "MM_PROVIDERS": "ses,smtp",
+                "MM_SES_MAX_RATE": "5000",
                 "MM_UNSUBSCRIBE_BASE_URL": "http://127.0.0.1:8080",
             }
         )

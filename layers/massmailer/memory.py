@@ -34,6 +34,8 @@ class InMemoryStore:
         self.suppressions: dict[str, dict[str, Any]] = {}
         self.events: set[str] = set()
         self.requests: dict[str, dict[str, Any]] = {}
+        self.windows: dict[tuple[str, int], int] = {}
+        self.states: dict[str, dict[str, Any]] = {}
         self.writes = 0  # for benchmarks: what DynamoDB would bill as writes
         self._tokens = 0
 
@@ -212,6 +214,34 @@ class InMemoryStore:
             if key in self.suppressions:
                 return False
             self.suppressions[key] = {"reason": reason, "details": dict(details or {})}
+            return True
+
+    # shared state (rate limits, circuit breakers)
+    def take_tokens(self, key: str, window: int, amount: int, limit: int, ttl: int) -> bool:
+        with self._lock:
+            self.writes += 1
+            used = self.windows.get((key, window), 0)
+            if used + amount > limit:
+                return False
+            self.windows[(key, window)] = used + amount
+            return True
+
+    def add_window_count(self, key: str, window: int, ttl: int) -> int:
+        with self._lock:
+            self.writes += 1
+            self.windows[(key, window)] = self.windows.get((key, window), 0) + 1
+            return self.windows[(key, window)]
+
+    def get_state(self, key: str) -> dict[str, Any]:
+        return dict(self.states.get(key, {}))
+
+    def put_state(self, key: str, values: Mapping[str, Any], expect: Mapping[str, Any] | None = None) -> bool:
+        with self._lock:
+            self.writes += 1
+            version = int((expect or {}).get("version", 0))
+            if int(self.states.get(key, {}).get("version", 0)) != version:
+                return False
+            self.states[key] = {**{k: v for k, v in values.items() if k != "version"}, "version": version + 1}
             return True
 
     # de-duplication

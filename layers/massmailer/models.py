@@ -201,6 +201,7 @@ class BatchRecipient(BaseModel):
     email: str
     variables: Variables = Field(default_factory=dict)
     attempt: int = 0  # attempts already used (throttling never increments it)
+    not_before: float | None = None  # epoch seconds: a retry delayed beyond SQS's 15 minutes waits in hops
 
 
 class BatchMessage(BaseModel):

@@ -84,6 +84,7 @@ class SenderContext:
     templates: TemplateCache = field(default_factory=TemplateCache)
     concurrency: int = 8
     lease_seconds: int = 300
+    time_margin: float = 10.0  # stop starting sends when less than this is left in the invocation
     campaign_ttl: float = 30.0
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
@@ -116,16 +117,30 @@ class _Job:
 @dataclass
 class _Result:
     recipient: BatchRecipient
-    outcome: str  # sent | failed | suppressed | skipped | retry | retry_throttled | retry_store | busy
+    # sent | failed | suppressed | skipped | retry | retry_throttled | retry_store | busy | deferred
+    outcome: str
     provider: str | None = None
     fallbacks: int = 0
     error: SendError | None = None
     delay: float = 0.0
 
 
-def send_batch(ctx: SenderContext, batch: BatchMessage) -> BatchReport:
-    """Send one queue message. Raises ``StoreUnavailable``/``QueueUnavailable`` to have it redelivered."""
+def send_batch(ctx: SenderContext, batch: BatchMessage, time_left: Callable[[], float] | None = None) -> BatchReport:
+    """Send one queue message. Raises ``StoreUnavailable``/``QueueUnavailable`` to have it redelivered.
+
+    ``time_left`` (seconds left in this invocation): recipients not started when it runs low are
+    re-enqueued untouched, so a Lambda timeout never lands between a send and its record.
+    """
     report = BatchReport()
+    now = ctx.clock()
+    waiting = [r for r in batch.recipients if r.not_before and r.not_before > now + 1]
+    if waiting:  # a long retry delay, chained through SQS's 15-minute maximum
+        for r in waiting:
+            _requeue(ctx, batch, [r], r.not_before - now)  # type: ignore[operator]
+        report.outcomes["waiting"] += len(waiting)
+        batch = batch.model_copy(update={"recipients": [r for r in batch.recipients if r not in waiting]})
+        if not batch.recipients:
+            return report
     campaign: StoredCampaign | None = None
     if batch.kind == "campaign":
         campaign = ctx.campaign(batch.campaign_id or "")
@@ -142,11 +157,17 @@ def send_batch(ctx: SenderContext, batch: BatchMessage) -> BatchReport:
             return report
 
     suppressed = ctx.store.suppressed_among(r.email for r in batch.recipients)
+
+    def one(recipient: BatchRecipient) -> _Result:
+        if time_left is not None and time_left() < ctx.time_margin:
+            return _Result(recipient, "deferred")
+        return _send_one(ctx, batch, campaign, recipient, suppressed)
+
     if ctx.concurrency > 1 and len(batch.recipients) > 1:
         with ThreadPoolExecutor(max_workers=min(ctx.concurrency, len(batch.recipients))) as pool:
-            results = list(pool.map(lambda r: _send_one(ctx, batch, campaign, r, suppressed), batch.recipients))
+            results = list(pool.map(one, batch.recipients))
     else:
-        results = [_send_one(ctx, batch, campaign, r, suppressed) for r in batch.recipients]
+        results = [one(r) for r in batch.recipients]
 
     # One re-enqueued message per kind of retry (not per recipient): the group waits for its longest delay.
     retries: dict[str, tuple[float, list[BatchRecipient]]] = {}
@@ -157,7 +178,7 @@ def send_batch(ctx: SenderContext, batch: BatchMessage) -> BatchReport:
         report.fallbacks += result.fallbacks
         if result.error is not None:
             report.errors[result.error.reason] += 1
-        if result.outcome in ("retry", "retry_throttled", "retry_store", "busy"):
+        if result.outcome in ("retry", "retry_throttled", "retry_store", "busy", "deferred"):
             delay, group = retries.get(result.outcome, (0.0, []))
             group.append(result.recipient)
             retries[result.outcome] = (max(delay, result.delay), group)
@@ -178,8 +199,14 @@ def send_batch(ctx: SenderContext, batch: BatchMessage) -> BatchReport:
 
 
 def _requeue(ctx: SenderContext, batch: BatchMessage, recipients: list[BatchRecipient], delay: float) -> None:
+    """Put recipients back on their lane after ``delay`` seconds (hops of ≤15 minutes beyond that)."""
+    if delay > SQS_MAX_DELAY_SECONDS:
+        due = ctx.clock() + delay
+        recipients = [r.model_copy(update={"not_before": due}) for r in recipients]
     message = BatchMessage(kind=batch.kind, campaign_id=batch.campaign_id, lane=batch.lane, recipients=recipients)
-    ctx.queue.send(batch.lane.value, [message.model_dump_json()], delay_seconds=int(min(delay, SQS_MAX_DELAY_SECONDS)))
+    ctx.queue.send(
+        batch.lane.value, [message.model_dump_json()], delay_seconds=int(min(max(delay, 0), SQS_MAX_DELAY_SECONDS))
+    )
 
 
 def _job_for(ctx: SenderContext, campaign: StoredCampaign | None, record: dict[str, Any]) -> _Job:
@@ -287,7 +314,7 @@ def _claim_and_send(
         tags=tags,
     )
     try:
-        sent = ctx.chain.send(email)
+        sent = ctx.chain.send(email, lane=batch.lane.value)
     except SendError as exc:
         return _handle_send_error(ctx, recipient, claim.token, exc)
 

@@ -39,6 +39,10 @@ class Settings(BaseModel):
     unsubscribe_base_url: str = "https://example.com"
     unsubscribe_mailto: str | None = None
     max_attempts: int = Field(default=4, ge=1, le=20)  # first try + 3 retries
+    ses_max_rate: float | None = Field(default=None, gt=0)  # emails/s; None: SES's own account quota
+    smtp_max_rate: float | None = Field(default=None, gt=0)  # emails/s; None: no limit of ours
+    high_lane_reserve: float = Field(default=0.2, ge=0, lt=1)  # share of each provider's rate kept for high
+    sender_concurrency: int = Field(default=8, ge=1, le=64)  # concurrent sends inside one invocation
     schedule_group: str | None = None
     scheduler_role_arn: str | None = None
 
@@ -73,6 +77,10 @@ class Settings(BaseModel):
             "unsubscribe_base_url": ENV.unsubscribe_base_url,
             "unsubscribe_mailto": ENV.unsubscribe_mailto,
             "max_attempts": ENV.max_attempts,
+            "ses_max_rate": "MM_SES_MAX_RATE",
+            "smtp_max_rate": "MM_SMTP_MAX_RATE",
+            "high_lane_reserve": "MM_HIGH_LANE_RESERVE",
+            "sender_concurrency": "MM_SENDER_CONCURRENCY",
             "schedule_group": ENV.schedule_group,
             "scheduler_role_arn": ENV.scheduler_role_arn,
         }

@@ -522,6 +522,66 @@ class DynamoStore:
             raise
         return True
 
+    # -- shared state for rate limits and circuit breakers (massmailer.resilience) ----------------
+    def take_tokens(self, key: str, window: int, amount: int, limit: int, ttl: int) -> bool:
+        """Add ``amount`` to the window's use if it stays within ``limit``; one conditional write."""
+        if amount > limit:
+            return False
+        try:
+            self._call(
+                self._table.update_item,
+                Key={JOB_TABLE.partition_key: key, JOB_TABLE.sort_key: f"W#{window}"},
+                UpdateExpression="ADD used :k SET expires_at = :ttl",
+                ConditionExpression="attribute_not_exists(used) OR used <= :max",
+                ExpressionAttributeValues={":k": amount, ":max": limit - amount, ":ttl": window + ttl},
+            )
+        except ClientError as exc:
+            if self._conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def add_window_count(self, key: str, window: int, ttl: int) -> int:
+        result = self._call(
+            self._table.update_item,
+            Key={JOB_TABLE.partition_key: key, JOB_TABLE.sort_key: f"W#{window}"},
+            UpdateExpression="ADD n :one SET expires_at = :ttl",
+            ExpressionAttributeValues={":one": 1, ":ttl": int(self._clock()) + ttl},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(result["Attributes"]["n"])
+
+    def get_state(self, key: str) -> dict[str, Any]:
+        item = self._call(
+            self._table.get_item, Key={JOB_TABLE.partition_key: key, JOB_TABLE.sort_key: "STATE"}, ConsistentRead=True
+        ).get("Item")
+        if not item:
+            return {}
+        return {k: v for k, v in _plain(item).items() if k not in (JOB_TABLE.partition_key, JOB_TABLE.sort_key)}
+
+    def put_state(self, key: str, values: Mapping[str, Any], expect: Mapping[str, Any] | None = None) -> bool:
+        """Replace a state item if its version is still ``expect["version"]`` (optimistic locking)."""
+        version = int((expect or {}).get("version", 0))
+        item = {
+            JOB_TABLE.partition_key: key,
+            JOB_TABLE.sort_key: "STATE",
+            **{k: (Decimal(str(v)) if isinstance(v, float) else v) for k, v in values.items() if k != "version"},
+            "version": version + 1,
+        }
+        condition = "attribute_not_exists(PK) OR version = :v" if version == 0 else "version = :v"
+        try:
+            self._call(
+                self._table.put_item,
+                Item=item,
+                ConditionExpression=condition,
+                ExpressionAttributeValues={":v": version},
+            )
+        except ClientError as exc:
+            if self._conditional_failed(exc):
+                return False
+            raise
+        return True
+
     # -- de-duplication of notifications and API retries ------------------------------------------
     def remember_event(self, digest: str) -> bool:
         """Record a processed notification; False when it had been processed already."""

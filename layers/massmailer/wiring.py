@@ -22,6 +22,7 @@ from massmailer.providers.chain import ProviderChain
 from massmailer.providers.ses import SesProvider
 from massmailer.providers.smtp import SmtpConfig, SmtpProvider
 from massmailer.queues import SqsQueue
+from massmailer.resilience import CircuitBreaker, RateLimit, RateLimiter
 from massmailer.schedules import EventBridgeSchedules
 from massmailer.sending import RetryPolicy, SenderContext
 from massmailer.settings import Settings
@@ -85,16 +86,30 @@ def _smtp_config(s: Settings) -> SmtpConfig:
     )
 
 
+def _ses_rate(s: Settings) -> float:
+    """The configured SES rate, else the account's own maximum send rate (read once per container)."""
+    if s.ses_max_rate:
+        return s.ses_max_rate
+    try:
+        return float(client("sesv2").get_account()["SendQuota"]["MaxSendRate"])
+    except Exception:  # noqa: BLE001 - no quota readable (e.g. an emulator): SES's sandbox rate is the safe floor
+        return 1.0
+
+
 @cache
 def provider_chain() -> ProviderChain:
     s = settings()
     providers: list[Any] = []
+    limits: dict[str, RateLimit] = {}
     for name in s.providers:
         if name == "ses":
             providers.append(SesProvider(client("sesv2"), s.configuration_set))
+            limits["ses"] = RateLimit(per_second=_ses_rate(s), high_reserve=s.high_lane_reserve)
         elif name == "smtp":
             providers.append(SmtpProvider(_smtp_config(s)))
-    return ProviderChain(providers)
+            if s.smtp_max_rate:
+                limits["smtp"] = RateLimit(per_second=s.smtp_max_rate, high_reserve=s.high_lane_reserve)
+    return ProviderChain(providers, breaker=CircuitBreaker(store()), limiter=RateLimiter(store(), limits))
 
 
 @cache
@@ -107,6 +122,7 @@ def sender_context() -> SenderContext:
         from_address=s.from_address,
         unsubscriber=unsubscriber(),
         policy=RetryPolicy(max_attempts=s.max_attempts),
+        concurrency=s.sender_concurrency,
     )
 
 

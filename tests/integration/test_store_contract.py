@@ -129,3 +129,24 @@ def test_notifications_only_move_records_from_allowed_states(store_and_clock) ->
     assert store.apply_notification("t1", Status.SOFT_BOUNCED, "full", ["SENT"], increment="soft_bounces") is True
     assert store.get_message("t1")["soft_bounces"] == 1
     assert store.apply_notification("nope", Status.BOUNCED, "x", []) is False
+
+
+def test_token_windows_never_exceed_their_limit(store_and_clock) -> None:  # type: ignore[no-untyped-def]
+    store, _ = store_and_clock
+    assert store.take_tokens("RATE#ses", 7, 60, 100, ttl=60) is True
+    assert store.take_tokens("RATE#ses", 7, 60, 100, ttl=60) is False
+    assert store.take_tokens("RATE#ses", 7, 40, 100, ttl=60) is True
+    assert store.take_tokens("RATE#ses", 7, 1, 100, ttl=60) is False
+    assert store.take_tokens("RATE#ses", 8, 1, 100, ttl=60) is True
+    assert [store.add_window_count("FAIL#ses", 3, ttl=60) for _ in range(3)] == [1, 2, 3]
+
+
+def test_state_items_use_optimistic_locking(store_and_clock) -> None:  # type: ignore[no-untyped-def]
+    store, _ = store_and_clock
+    assert store.get_state("BREAKER#ses") == {}
+    assert store.put_state("BREAKER#ses", {"state": "open", "opened_at": 12.5}, expect={"version": 0}) is True
+    assert store.put_state("BREAKER#ses", {"state": "closed"}, expect={"version": 0}) is False
+    state = store.get_state("BREAKER#ses")
+    assert state["state"] == "open" and state["opened_at"] == 12.5 and state["version"] == 1
+    assert store.put_state("BREAKER#ses", {"state": "closed"}, expect=state) is True
+    assert store.get_state("BREAKER#ses")["state"] == "closed"

@@ -1,0 +1,200 @@
+"""Shared rate limits and circuit breakers, so many concurrent senders act as one.
+
+**Rate limiting** is a token bucket with one-second refill windows kept in the job table: a sender
+takes a *chunk* of tokens from the current window with one conditional ``ADD`` (no read, no write per
+email) and spends it locally. Priority-aware: the low lane may fill a window only up to
+``1 - high_reserve`` of the provider's rate, so the share reserved for the high lane is always there.
+
+**Circuit breaking** keeps each provider's state (closed / open, failures in the current window) in
+the job table too. Senders read it at most every few seconds; provider-level failures count towards
+opening it; once open, senders skip the provider (failing over) until the cool-down ends, when one
+sender wins a conditional write to become the *probe* (half-open): its success closes the circuit
+for everyone, its failure re-opens it. Recipient-level errors (bad address, mailbox full) and
+throttling never count: a bad address is bad everywhere, and throttling means "later".
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from massmailer.errors import SendError, Throttled
+
+
+class SharedState(Protocol):
+    """What the store offers for shared counters (implemented by DynamoStore and InMemoryStore)."""
+
+    def take_tokens(self, key: str, window: int, amount: int, limit: int, ttl: int) -> bool: ...
+    def add_window_count(self, key: str, window: int, ttl: int) -> int: ...
+    def get_state(self, key: str) -> dict[str, Any]: ...
+    def put_state(self, key: str, values: dict[str, Any], expect: dict[str, Any] | None = None) -> bool: ...
+
+
+# --- rate limiting --------------------------------------------------------------------------------
+
+
+@dataclass
+class RateLimit:
+    per_second: float
+    high_reserve: float = 0.2  # share of each window only the high lane may use
+    chunk: int = 0  # tokens taken per shared write; 0 = about a tenth of a second's worth
+
+    def limit_for(self, lane: str) -> int:
+        full = max(1, int(self.per_second))
+        return full if lane == "high" else max(1, int(full * (1 - self.high_reserve)))
+
+    def chunk_size(self) -> int:
+        return self.chunk or max(1, min(50, int(self.per_second / 10)))
+
+
+@dataclass
+class _Allowance:
+    window: int = -1
+    tokens: int = 0
+    exhausted: bool = False  # the shared window is full: don't ask again until the next one
+
+
+class RateLimiter:
+    """Token buckets per provider, shared through ``SharedState``; thread-safe within a process."""
+
+    def __init__(
+        self,
+        state: SharedState,
+        limits: dict[str, RateLimit],
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        max_wait: float = 2.0,
+    ) -> None:
+        self._state = state
+        self._limits = limits
+        self._clock = clock
+        self._sleep = sleep
+        self._max_wait = max_wait
+        self._allowances: dict[tuple[str, str], _Allowance] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, provider: str, lane: str) -> None:
+        """Take one token for ``provider`` or raise ``Throttled`` after waiting up to ``max_wait``."""
+        limit = self._limits.get(provider)
+        if limit is None:
+            return
+        deadline = self._clock() + self._max_wait
+        while True:
+            now = self._clock()
+            window = int(now)
+            with self._lock:
+                allowance = self._allowances.setdefault((provider, lane), _Allowance())
+                if allowance.window != window:
+                    allowance.window, allowance.tokens, allowance.exhausted = window, 0, False
+                if allowance.tokens == 0 and not allowance.exhausted:
+                    size = limit.chunk_size()
+                    key = f"RATE#{provider}"
+                    cap = limit.limit_for(lane)
+                    while size >= 1 and not self._state.take_tokens(key, window, size, cap, ttl=120):
+                        size //= 2  # the window is nearly full: try a smaller chunk
+                    allowance.tokens = max(size, 0)
+                    allowance.exhausted = allowance.tokens == 0
+                if allowance.tokens > 0:
+                    allowance.tokens -= 1
+                    return
+            if now >= deadline:
+                raise Throttled(f"own rate limit for {provider} ({limit.per_second:g}/s) reached", provider=provider)
+            self._sleep(max(0.0, min(window + 1 - now, deadline - now)) + 0.001)
+
+
+# --- circuit breaking ------------------------------------------------------------------------------
+
+
+@dataclass
+class BreakerPolicy:
+    failure_threshold: int = 5  # provider-level failures within one window open the circuit
+    window_seconds: int = 30
+    cooldown_seconds: float = 30.0  # open → half-open after this long
+    refresh_seconds: float = 5.0  # how stale a sender's view of the shared state may be
+    probe_seconds: float = 30.0  # a half-open probe that never reports back is replaced after this
+
+
+@dataclass
+class _View:
+    state: dict[str, Any] = field(default_factory=dict)
+    read_at: float = float("-inf")
+
+
+class CircuitBreaker:
+    CLOSED, OPEN = "closed", "open"
+
+    def __init__(self, state: SharedState, policy: BreakerPolicy | None = None, clock: Callable[[], float] = time.time):
+        self._state = state
+        self.policy = policy or BreakerPolicy()
+        self._clock = clock
+        self._views: dict[str, _View] = {}
+        self._me = uuid.uuid4().hex[:12]
+        self._lock = threading.Lock()
+
+    def _view(self, provider: str) -> dict[str, Any]:
+        now = self._clock()
+        with self._lock:
+            view = self._views.setdefault(provider, _View())
+            if now - view.read_at >= self.policy.refresh_seconds:
+                view.state, view.read_at = self._state.get_state(f"BREAKER#{provider}"), now
+            return view.state
+
+    def _remember(self, provider: str, state: dict[str, Any]) -> None:
+        with self._lock:
+            self._views[provider] = _View(state=state, read_at=self._clock())
+
+    def status(self, provider: str) -> str:
+        return str(self._view(provider).get("state", self.CLOSED))
+
+    def allow(self, provider: str) -> bool:
+        """May this sender call ``provider`` now? In half-open, only the one that won the probe may."""
+        state = self._view(provider)
+        if state.get("state", self.CLOSED) == self.CLOSED:
+            return True
+        now = self._clock()
+        if now < float(state.get("opened_at", 0)) + self.policy.cooldown_seconds:
+            return False
+        if state.get("probe") == self._me and now < float(state.get("probe_until", 0)):
+            return True
+        if state.get("probe") and now < float(state.get("probe_until", 0)):
+            return False  # someone else is probing
+        claimed = {**state, "probe": self._me, "probe_until": now + self.policy.probe_seconds}
+        if self._state.put_state(f"BREAKER#{provider}", claimed, expect={"version": state.get("version", 0)}):
+            self._remember(provider, {**claimed, "version": int(state.get("version", 0)) + 1})
+            return True
+        self._views.pop(provider, None)
+        return False
+
+    def record_success(self, provider: str) -> None:
+        state = self._view(provider)
+        if state.get("state", self.CLOSED) == self.CLOSED:
+            return
+        closed = {"state": self.CLOSED, "opened_at": 0, "probe": "", "probe_until": 0}
+        if self._state.put_state(f"BREAKER#{provider}", closed, expect={"version": state.get("version", 0)}):
+            self._remember(provider, {**closed, "version": int(state.get("version", 0)) + 1})
+        else:
+            self._views.pop(provider, None)
+
+    def record_failure(self, provider: str, error: SendError) -> None:
+        if error.recipient_level or isinstance(error, Throttled):
+            return  # never trips the breaker
+        state = self._view(provider)
+        now = self._clock()
+        if state.get("state") == self.OPEN:
+            if state.get("probe") == self._me:  # the probe failed: open again for a new cool-down
+                reopened = {"state": self.OPEN, "opened_at": now, "probe": "", "probe_until": 0}
+                if self._state.put_state(f"BREAKER#{provider}", reopened, expect={"version": state.get("version", 0)}):
+                    self._remember(provider, {**reopened, "version": int(state.get("version", 0)) + 1})
+            return
+        window = int(now // self.policy.window_seconds)
+        failures = self._state.add_window_count(f"FAIL#{provider}", window, ttl=self.policy.window_seconds * 4)
+        if failures >= self.policy.failure_threshold:
+            opened = {"state": self.OPEN, "opened_at": now, "probe": "", "probe_until": 0}
+            if self._state.put_state(f"BREAKER#{provider}", opened, expect={"version": state.get("version", 0)}):
+                self._remember(provider, {**opened, "version": int(state.get("version", 0)) + 1})
+            else:
+                self._views.pop(provider, None)
