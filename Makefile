@@ -32,14 +32,24 @@ lint: venv
 	$(PY) -m ruff format --check .
 
 # >>> infra
+# Stage settings live in cdk.json ("stages"); STAGE picks one. `python app.py` does not parse -c,
+# so `make synth` hands the stage to the app through CDK_CONTEXT_JSON, the CDK CLI's own channel.
+# SKIP_BUNDLING=true skips pip-installing the layer's dependencies (quick, offline synth).
+CDK := npx -y aws-cdk@2
+SKIP_BUNDLING ?= false
+APPROVAL ?= broadening
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
+
 synth: venv
-	$(PY) app.py -c stage=$(STAGE)
+	rm -rf cdk.out
+	CDK_OUTDIR=cdk.out CDK_CONTEXT_JSON='{"stage":"$(STAGE)","skip_bundling":$(SKIP_BUNDLING)}' $(PY) app.py
+	@echo "stage $(STAGE) synthesized into cdk.out/"
 
 deploy: venv
-	npx -y aws-cdk@2 deploy --app "$(PY) app.py" -c stage=$(STAGE) --require-approval never
+	$(CDK) deploy -c stage=$(STAGE) --require-approval $(APPROVAL)
 
 destroy: venv
-	npx -y aws-cdk@2 destroy --app "$(PY) app.py" -c stage=$(STAGE) --force
+	$(CDK) destroy -c stage=$(STAGE)
 # <<< infra
 
 clean:

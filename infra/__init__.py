@@ -1,0 +1,1 @@
+"""AWS CDK app of MassMailer: one construct per concern, composed by ``infra.stack``."""

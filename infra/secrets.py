@@ -1,0 +1,54 @@
+"""Secrets: SMTP relay credentials (set by an operator) and the unsubscribe-link signing key."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra.nag import acknowledge
+from massmailer import spec
+
+SIGNING_KEY_LENGTH = 64
+
+
+class MailSecrets(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, stage: str, removal_policy: RemovalPolicy) -> None:
+        super().__init__(scope, construct_id)
+        # The relay's credentials are issued by the relay provider; CloudFormation only creates the
+        # container. Operators store {"username": ..., "password": ...} in it (see the README, "After the first deploy").
+        self.smtp = secretsmanager.Secret(
+            self,
+            "SmtpRelay",
+            secret_name=spec.smtp_secret_name(stage),
+            description="MassMailer SMTP relay credentials (secondary provider): {username, password}",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template='{"username": "CHANGE_ME"}',
+                generate_string_key="password",
+                exclude_punctuation=True,
+            ),
+            removal_policy=removal_policy,
+        )
+        acknowledge(
+            self.smtp,
+            "SMG4",
+            "The SMTP relay credentials are issued by the external relay provider; Secrets Manager "
+            "cannot rotate them. Operators rotate them at the provider and put the new value here.",
+        )
+        self.signing_key = secretsmanager.Secret(
+            self,
+            "SigningKey",
+            secret_name=spec.signing_secret_name(stage),
+            description="MassMailer HMAC key that signs one-click unsubscribe tokens",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=SIGNING_KEY_LENGTH, exclude_punctuation=True
+            ),
+            removal_policy=removal_policy,
+        )
+        acknowledge(
+            self.signing_key,
+            "SMG4",
+            "Rotating the unsubscribe signing key invalidates the List-Unsubscribe link of every "
+            "mail already delivered (RFC 8058 links must keep working), so it is rotated only by "
+            "hand, deliberately, never on a schedule.",
+        )
