@@ -174,7 +174,23 @@ def test_a_crash_before_the_provider_call_is_retried_after_the_lease(
     assert sorted(_recipients(pipeline)) == ["user0@example.com", "user1@example.com", "user2@example.com"]
 
 
-def test_two_senders_racing_on_one_recipient_send_it_once(pipeline: Pipeline) -> None:
+@pytest.fixture
+def atomic_moto_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies a conditional write atomically; moto's in-process backend does not lock, so
+    concurrent requests are serialized here to give it the semantics the real service has."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.Lock()
+    real = DynamoHandler.call_action
+
+    def serialized(self):  # type: ignore[no-untyped-def]
+        with lock:
+            return real(self)
+
+    monkeypatch.setattr(DynamoHandler, "call_action", serialized)
+
+
+def test_two_senders_racing_on_one_recipient_send_it_once(pipeline: Pipeline, atomic_moto_dynamodb: None) -> None:
     ctx = wiring.sender_context()
     batch = BatchMessage(
         kind="campaign",
