@@ -34,7 +34,6 @@ from infra.storage import Storage
 from massmailer import spec
 from massmailer.spec import ENV
 
-AUDIENCE_PREFIX = "audiences/"
 SES_SEND_ACTIONS = ("ses:SendEmail", "ses:SendRawEmail")
 
 
@@ -117,7 +116,7 @@ class PipelineFunctions(Construct):
 
     def _grant_ingest(self, queues: WorkQueues, secrets: MailSecrets, scheduler: SendScheduler) -> None:
         ingest = self.ingest
-        self._grant_bucket_put(ingest, AUDIENCE_PREFIX)
+        self._grant_bucket_put(ingest, spec.AUDIENCE_PREFIX)
         for queue in (queues.high, queues.low):  # a single message goes on the lane it asks for
             queue.grant_send_messages(ingest.function)
         queues.split.grant_send_messages(ingest.function)  # campaigns sent now
@@ -152,6 +151,7 @@ class PipelineFunctions(Construct):
         )
         secrets.smtp.grant_read(sender.function)
         secrets.signing_key.grant_read(sender.function)  # signs List-Unsubscribe tokens
+        self._grant_bucket_read(sender, "attachments matched by file name", spec.ATTACHMENT_PREFIX)
 
     def _grant_table(self, fn: MailerFunction) -> None:
         table = self._storage.table
@@ -162,13 +162,14 @@ class PipelineFunctions(Construct):
             wildcard_resource(self, f"{table.table_arn}/index/*"),
         )
 
-    def _grant_bucket_read(self, fn: MailerFunction, purpose: str) -> None:
+    def _grant_bucket_read(self, fn: MailerFunction, purpose: str, prefix: str = "") -> None:
         bucket = self._storage.bucket
-        bucket.grant_read(fn.function)
+        bucket.grant_read(fn.function, f"{prefix}*")
         fn.acknowledge_wildcards(
-            f"Read access to the objects of the one data bucket ({purpose}); object keys are chosen at "
-            "run time. The s3:GetObject*/GetBucket*/List* action groups are CDK's read grant.",
-            wildcard_resource(self, bucket.arn_for_objects("*")),
+            f"Read access to the objects {('under ' + prefix + ' ') if prefix else ''}of the one data bucket "
+            f"({purpose}); object keys are chosen at run time. The s3:GetObject*/GetBucket*/List* action "
+            "groups are CDK's read grant.",
+            wildcard_resource(self, bucket.arn_for_objects(f"{prefix}*")),
             wildcard_action("s3:GetObject*"),
             wildcard_action("s3:GetBucket*"),
             wildcard_action("s3:List*"),

@@ -10,8 +10,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from massmailer.store import StoreUnavailable
 
 
+class ObjectTooLarge(ValueError):
+    pass
+
+
 class Blobs(Protocol):
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+    def get(self, key: str, max_bytes: int) -> bytes | None: ...
     def lines(self, key: str, start: int = 0) -> Iterator[tuple[bytes, int]]: ...
 
 
@@ -27,6 +32,21 @@ class S3Blobs:
             self._client.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailable(f"put {key}: {exc}") from exc
+
+    def get(self, key: str, max_bytes: int) -> bytes | None:
+        """The object's bytes; None when it does not exist; ``ObjectTooLarge`` over ``max_bytes``."""
+        try:
+            response = self._client.get_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise StoreUnavailable(f"get {key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"get {key}: {exc}") from exc
+        if int(response.get("ContentLength", 0)) > max_bytes:
+            response["Body"].close()
+            raise ObjectTooLarge(f"{key} is {response['ContentLength']} bytes, over the {max_bytes}-byte limit")
+        return bytes(response["Body"].read())
 
     def lines(self, key: str, start: int = 0) -> Iterator[tuple[bytes, int]]:
         """Yield (line without its newline, byte offset just after it) from ``start`` on."""

@@ -32,7 +32,7 @@ from massmailer.models import (
 from massmailer.queues import Queue
 from massmailer.rendering import compile_content
 from massmailer.schedules import Schedules
-from massmailer.spec import SPLIT_QUEUE
+from massmailer.spec import AUDIENCE_PREFIX, SPLIT_QUEUE
 from massmailer.splitting import audience_jsonl
 from massmailer.store import Store
 from massmailer.unsubscribe import InvalidToken, Unsubscriber
@@ -84,6 +84,11 @@ def _remember(ctx: IntakeContext, scope: str, key: str | None, body: dict[str, A
         ctx.store.remember_request(f"{scope}:{key}", _request_hash(body), response)
 
 
+def _content(request: Content) -> Content:
+    """The template part of a request (subject, bodies, attachments), as stored with the message."""
+    return Content.model_validate({name: getattr(request, name) for name in Content.model_fields})
+
+
 def accept_message(ctx: IntakeContext, request: SendRequest, idempotency_key: str | None = None) -> dict[str, Any]:
     body = request.model_dump(mode="json", by_alias=True)
     replay = _replayed(ctx, "message", idempotency_key, body)
@@ -96,7 +101,7 @@ def accept_message(ctx: IntakeContext, request: SendRequest, idempotency_key: st
         message_id=message_id, email=request.to, status=Status.QUEUED, lane=request.priority, created_at=now
     )
     payload = {
-        "content": {"subject": request.subject, "html": request.html, "text": request.text},
+        "content": _content(request).model_dump(mode="json"),
         "from_address": request.from_address or ctx.from_address,
         "from_name": request.from_name,
         "reply_to": request.reply_to,
@@ -126,7 +131,7 @@ def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_ke
     campaign_id = _new_id("cmp", idempotency_key)
     now = datetime.now(UTC)
     scheduled = request.send_at is not None and request.send_at > now
-    audience_key = f"audiences/{campaign_id}.jsonl"
+    audience_key = f"{AUDIENCE_PREFIX}{campaign_id}.jsonl"
     ctx.blobs.put(
         audience_key,
         audience_jsonl((m.email, m.variables) for m in request.audience),
@@ -135,7 +140,7 @@ def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_ke
     campaign = Campaign(
         campaign_id=campaign_id,
         name=request.name,
-        content=Content(subject=request.subject, html=request.html, text=request.text),
+        content=_content(request),
         lane=request.priority,
         from_address=request.from_address or ctx.from_address,
         from_name=request.from_name,

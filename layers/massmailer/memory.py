@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from massmailer.addresses import address_key
+from massmailer.blobs import ObjectTooLarge
 from massmailer.models import Campaign, CampaignStatus, MessageRecord, Status
 from massmailer.store import (
     CLAIMABLE,
@@ -297,6 +298,12 @@ class InMemoryBlobs:
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.objects[key] = data
+
+    def get(self, key: str, max_bytes: int) -> bytes | None:
+        data = self.objects.get(key)
+        if data is not None and len(data) > max_bytes:
+            raise ObjectTooLarge(f"{key} is {len(data)} bytes, over the {max_bytes}-byte limit")
+        return data
 
     def lines(self, key: str, start: int = 0) -> Iterator[tuple[bytes, int]]:
         data = self.objects[key]

@@ -87,12 +87,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
+class AttachmentRef(_Strict):
+    """A file in the bucket under ``attachments/``, matched by name. The name is a template, so a
+    per-recipient variable may pick the file: ``{"filename": "invoice-{{ invoice_no }}.pdf"}``."""
+
+    filename: Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_crlf)]
+    content_type: Annotated[str, StringConstraints(pattern=r"^[\w.+-]+/[\w.+-]+$")] | None = None
+
+
+AttachmentPolicy = Literal["skip_recipient", "send_without", "fail_campaign"]
+
+
 class Content(_Strict):
-    """A template: subject, HTML and text bodies, in Jinja2 (sandboxed) or legacy ``$(VAR)`` syntax."""
+    """A template: subject, HTML and text bodies, in Jinja2 (sandboxed) or legacy ``$(VAR)`` syntax,
+    and the attachments to match by file name (with what to do when one is missing)."""
 
     subject: HeaderText = Field(min_length=1)
     html: str | None = Field(default=None, max_length=200_000)
     text: str | None = Field(default=None, max_length=200_000)
+    attachments: list[AttachmentRef] = Field(default_factory=list, max_length=10)
+    attachment_policy: AttachmentPolicy = "skip_recipient"
 
     @model_validator(mode="after")
     def _has_body(self) -> Content:

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from massmailer.addresses import address_key, mask_address
+from massmailer.attachments import AttachmentResolver, MissingAttachment
 from massmailer.errors import HardBounce, RenderError, SendError, SoftBounce, Throttled
-from massmailer.mime import OutgoingEmail, build_message
+from massmailer.mime import Attachment, OutgoingEmail, build_message
 from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Status
 from massmailer.providers.chain import ProviderChain
 from massmailer.queues import Queue
@@ -82,6 +83,7 @@ class SenderContext:
     unsubscriber: Unsubscriber
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     templates: TemplateCache = field(default_factory=TemplateCache)
+    attachments: AttachmentResolver | None = None
     concurrency: int = 8
     lease_seconds: int = 300
     time_margin: float = 10.0  # stop starting sends when less than this is left in the invocation
@@ -89,6 +91,9 @@ class SenderContext:
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
     _campaigns: dict[str, tuple[float, StoredCampaign]] = field(default_factory=dict)
+
+    def forget_campaign(self, campaign_id: str) -> None:
+        self._campaigns.pop(campaign_id, None)
 
     def campaign(self, campaign_id: str) -> StoredCampaign | None:
         """The campaign, cached briefly so a batch costs no read but a pause is seen within seconds."""
@@ -112,6 +117,7 @@ class _Job:
     reply_to: str | None
     headers: dict[str, str]
     bulk: bool
+    content: Content
 
 
 @dataclass
@@ -219,10 +225,13 @@ def _job_for(ctx: SenderContext, campaign: StoredCampaign | None, record: dict[s
             reply_to=c.reply_to,
             headers=c.headers,
             bulk=True,
+            content=c.content,
         )
     payload = json.loads(record.get("payload") or "{}")
+    content = Content.model_validate(payload["content"])
     return _Job(
-        template=CompiledTemplate(Content.model_validate(payload["content"])),
+        template=CompiledTemplate(content),
+        content=content,
         from_address=payload.get("from_address") or ctx.from_address,
         from_name=payload.get("from_name"),
         reply_to=payload.get("reply_to"),
@@ -288,6 +297,7 @@ def _claim_and_send(
             headers["X-MassMailer-Campaign"] = batch.campaign_id or ""
             headers.update(ctx.unsubscriber.headers(recipient.email, batch.campaign_id))
         rendered = job.template.render(variables)
+        attachments = _attachments_for(ctx, job, variables, batch.campaign_id)
         raw = build_message(
             message_id=recipient.message_id,
             from_address=job.from_address,
@@ -298,8 +308,9 @@ def _claim_and_send(
             html=rendered.html,
             text=rendered.text,
             headers=headers,
+            attachments=attachments,
         )
-    except (RenderError, ValueError) as exc:
+    except (RenderError, ValueError, MissingAttachment) as exc:
         store.record_failed(recipient.message_id, Status.FAILED, str(exc))
         return _Result(recipient, "failed")
 
@@ -320,6 +331,25 @@ def _claim_and_send(
 
     _record_sent(ctx, recipient, claim.token, sent.receipt.provider, sent.receipt.provider_message_id)
     return _Result(recipient, "sent", provider=sent.receipt.provider, fallbacks=sent.fallbacks)
+
+
+def _attachments_for(
+    ctx: SenderContext, job: _Job, variables: dict[str, Any], campaign_id: str | None
+) -> list[Attachment]:
+    """Resolve attachments by name; a missing one is handled by the template's policy."""
+    refs = job.content.attachments
+    if not refs:
+        return []
+    if ctx.attachments is None:
+        raise MissingAttachment("attachments are not configured for this sender (no bucket)")
+    policy = job.content.attachment_policy
+    try:
+        return ctx.attachments.resolve(refs, variables, skip_missing=policy == "send_without")
+    except MissingAttachment as exc:
+        if policy == "fail_campaign" and campaign_id:
+            ctx.store.set_campaign_status(campaign_id, CampaignStatus.FAILED, f"stopped: {exc}")
+            ctx.forget_campaign(campaign_id)
+        raise
 
 
 def _record_sent(ctx: SenderContext, recipient: BatchRecipient, token: str, provider: str, pmid: str) -> None:

@@ -14,6 +14,9 @@ METRICS_NAMESPACE = "MassMailer"  # CloudWatch namespace of the functions' EMF m
 MAX_RECIPIENTS_PER_BATCH = 50  # SES SendEmail's limit, and the size of one queue message
 SQS_MAX_MESSAGE_BYTES = 256 * 1024  # the SQS default maximum message size
 SQS_MAX_DELAY_SECONDS = 900
+ATTACHMENT_PREFIX = "attachments/"  # bucket prefix where attachments are matched by file name
+AUDIENCE_PREFIX = "audiences/"  # bucket prefix of campaign audiences (JSONL)
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # all attachments of one email together (SES allows 40 MB raw)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from massmailer.attachments import AttachmentResolver
 from massmailer.blobs import S3Blobs
 from massmailer.intake import IntakeContext
 from massmailer.providers.chain import ProviderChain
@@ -123,6 +124,7 @@ def sender_context() -> SenderContext:
         unsubscriber=unsubscriber(),
         policy=RetryPolicy(max_attempts=s.max_attempts),
         concurrency=s.sender_concurrency,
+        attachments=AttachmentResolver(S3Blobs(client("s3"), s.bucket_name)) if s.bucket_name else None,
     )
 
 

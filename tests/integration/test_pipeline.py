@@ -88,3 +88,26 @@ def test_campaign_of_500_sends_each_recipient_once_with_their_own_variables(pipe
     assert counts["total"] == 500 and counts["sent"] == 500
     assert counts["queued"] == 0 and counts["failed"] == 0 and counts["suppressed"] == 0
     assert report["split_done"] is True
+
+
+def test_a_campaign_attachment_is_matched_by_name_in_the_bucket(pipeline: Pipeline) -> None:
+    import boto3
+
+    boto3.client("s3").put_object(
+        Bucket=pipeline.resources["bucket"], Key="attachments/guide-en.pdf", Body=b"%PDF-1.7 guide"
+    )
+    request = _campaign(3, attachments=[{"filename": "guide-{{ lang }}.pdf"}])
+    for member in request["audience"]:  # type: ignore[union-attr]
+        member["variables"]["lang"] = "en"  # type: ignore[index]
+    status, body = pipeline.api("POST", "/v1/campaigns", request)
+    assert status == 202, body
+
+    pipeline.run()
+
+    sent = pipeline.ses_sent()
+    assert len(sent) == 3
+    parsed = email.message_from_string(sent[0].raw_data, policy=policy.default)
+    (attachment,) = list(parsed.iter_attachments())
+    assert attachment.get_filename() == "guide-en.pdf"
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_content() == b"%PDF-1.7 guide"
