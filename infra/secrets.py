@@ -16,7 +16,8 @@ class MailSecrets(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, stage: str, removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
         # The relay's credentials are issued by the relay provider; CloudFormation only creates the
-        # container. Operators store {"username": ..., "password": ...} in it (see the README, "After the first deploy").
+        # container. Operators store {"username": ..., "password": ...} in it
+        # (see the README, "After the first deploy").
         self.smtp = secretsmanager.Secret(
             self,
             "SmtpRelay",
