@@ -8,7 +8,7 @@ STAGE ?= dev
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv demo test test-fast lint synth deploy destroy clean
+.PHONY: venv demo test test-py313 test-fast lint synth deploy destroy clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,24 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) -m local.demo
 
+# The Lambda runtime is Python 3.13: when this machine has a 3.13 interpreter, the unit and
+# integration tiers run under it too (in .venv313), after the full suite under $(PYTHON).
+PY313 ?= $(shell PYENV_VERSION=3.13.0 python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null || command -v python3.13 2>/dev/null)
+VENV313 := .venv313
+
 test: venv
 	$(PY) -m pytest -n 2 -q
+	@$(MAKE) --no-print-directory test-py313
+
+$(VENV313)/.installed: pyproject.toml
+	$(PY313) -m venv $(VENV313)
+	$(VENV313)/bin/python -m pip install -q --upgrade pip
+	$(VENV313)/bin/python -m pip install -q -e . 'moto[server]>=5.0' 'pytest>=8' 'pytest-xdist>=3.5' 'aiosmtpd>=1.4'
+	touch $@
+
+test-py313:
+	@if [ -z "$(PY313)" ]; then echo "test-py313: no Python 3.13 interpreter on this machine; ran under $$($(PY) -V) only"; \
+	else $(MAKE) --no-print-directory $(VENV313)/.installed && $(VENV313)/bin/python -m pytest -n 2 -q tests/unit tests/integration; fi
 
 test-fast: venv
 	$(PY) -m pytest -q tests/unit
@@ -52,5 +68,34 @@ destroy: venv
 	$(CDK) destroy -c stage=$(STAGE)
 # <<< infra
 
+# >>> bench
+# `make bench`: every benchmark on this machine, one table, bench/results.json (bench/README-bench.md).
+# Postfix's smtp-sink/smtp-source are the SMTP reference; when absent they are installed with apt-get
+# (root on Debian/Ubuntu) and the postfix daemon is never started nor enabled. Without them the sink
+# is aiosmtpd and the smtp-source rows read "unavailable". BENCH_ARGS passes options (e.g. --quick).
+BENCH_ARGS ?=
+.PHONY: bench bench-tools
+
+bench-tools:
+	@if command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "bench: Postfix's smtp-sink is absent and apt-get needs root: aiosmtpd will be the sink, no smtp-source reference"; \
+	  exit 0; \
+	fi; \
+	echo "bench: installing Postfix's smtp-sink/smtp-source (Debian package postfix; its daemon stays off)"; \
+	guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; \
+	  chmod +x /usr/sbin/policy-rc.d; guard=1; fi; \
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null; \
+	if DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix >/dev/null 2>&1; then \
+	  echo "bench: postfix installed (smtp-sink, smtp-source)"; \
+	else echo "bench: apt-get could not install postfix: aiosmtpd will be the sink, no smtp-source reference"; fi; \
+	(systemctl disable --now postfix; update-rc.d postfix disable; postfix stop) >/dev/null 2>&1; \
+	if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; true
+
+bench: venv bench-tools
+	$(PY) -m bench $(BENCH_ARGS)
+# <<< bench
+
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) cdk.out build .pytest_cache .ruff_cache
