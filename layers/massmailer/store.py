@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -311,7 +312,7 @@ class DynamoStore:
         lease_seconds: int,
     ) -> Claim:
         now = self._clock()
-        token = f"{now:.6f}-{id(self) & 0xFFFF:x}-{attempt}"
+        token = uuid.uuid4().hex  # unique per claim, so a stale holder can never act on a new claim
         names = {"#s": "status"}
         values: dict[str, Any] = {
             ":sending": Status.SENDING.value,

@@ -21,7 +21,7 @@ from massmailer.sending import send_batch
 from massmailer.splitting import recipient_message_id
 from tests.integration.conftest import Pipeline
 from tests.integration.test_pipeline import _campaign
-from tests.support import context
+from tests.support import context, make_campaign
 
 
 class Crash(BaseException):
@@ -198,22 +198,8 @@ def test_two_senders_racing_on_one_recipient_send_it_once(pipeline: Pipeline, at
         lane=Lane.LOW,
         recipients=[BatchRecipient(message_id=f"race.{i}", email=f"r{i}@example.com") for i in range(20)],
     )
-    from datetime import UTC, datetime
 
-    from massmailer.models import Campaign, CampaignStatus, Content
-
-    wiring.store().put_campaign(
-        Campaign(
-            campaign_id="race",
-            name="r",
-            content=Content(subject="s", text="t"),
-            lane=Lane.LOW,
-            from_address="noreply@massmailer.test",
-            audience_key="k",
-            created_at=datetime.now(UTC),
-            status=CampaignStatus.SENDING,
-        )
-    )
+    wiring.store().put_campaign(make_campaign("race", from_address="noreply@massmailer.test"))
     start = threading.Barrier(4)
     errors: list[BaseException] = []
 

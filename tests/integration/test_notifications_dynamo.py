@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,11 @@ import pytest
 from moto import mock_aws
 
 from lambdas.bounce import handler as bounce_handler
-from massmailer.models import Campaign, CampaignStatus, Content, Lane, Status
+from massmailer.models import Status
 from massmailer.notifications import process_lambda_event, process_notification
 from massmailer.spec import JOB_TABLE
 from massmailer.store import DynamoStore
+from tests.support import make_campaign
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -82,18 +82,7 @@ def table(dynamodb: Any) -> Any:
 @pytest.fixture
 def store(table: Any) -> DynamoStore:
     store = DynamoStore(table)
-    store.put_campaign(
-        Campaign(
-            campaign_id=CAMPAIGN,
-            name="spring sale",
-            content=Content(subject="Spring", text="Hello"),
-            lane=Lane.LOW,
-            from_address="news@example.com",
-            status=CampaignStatus.SENDING,
-            audience_key=f"audiences/{CAMPAIGN}.jsonl",
-            created_at=datetime.now(UTC),
-        )
-    )
+    store.put_campaign(make_campaign(CAMPAIGN))
     return store
 
 

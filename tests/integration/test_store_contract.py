@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -11,8 +10,9 @@ from moto import mock_aws
 
 from local.provision import provision
 from massmailer.memory import InMemoryStore
-from massmailer.models import Campaign, Content, Lane, MessageRecord, Status
+from massmailer.models import CampaignStatus, Lane, MessageRecord, Status
 from massmailer.store import DynamoStore
+from tests.support import make_campaign
 
 
 class Clock:
@@ -92,17 +92,7 @@ def test_suppression_is_case_insensitive_and_idempotent(store_and_clock) -> None
 
 def test_split_checkpoint_moves_once(store_and_clock) -> None:  # type: ignore[no-untyped-def]
     store, _ = store_and_clock
-    store.put_campaign(
-        Campaign(
-            campaign_id="c1",
-            name="n",
-            content=Content(subject="s", text="t"),
-            lane=Lane.LOW,
-            from_address="f@example.com",
-            audience_key="k",
-            created_at=datetime.now(UTC),
-        )
-    )
+    store.put_campaign(make_campaign("c1", status=CampaignStatus.SPLITTING))
     assert store.advance_split("c1", 0, 100, {"total": 5}, False) is True
     assert store.advance_split("c1", 0, 100, {"total": 5}, False) is False
     stored = store.get_campaign("c1")

@@ -3,31 +3,25 @@
 from __future__ import annotations
 
 import email
-from datetime import UTC, datetime
 from email import policy as email_policy
 
 import pytest
 
 from massmailer.attachments import AttachmentResolver
 from massmailer.memory import InMemoryBlobs, InMemoryQueue, InMemoryStore
-from massmailer.models import BatchMessage, BatchRecipient, Campaign, CampaignStatus, Content, Lane
+from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Lane
 from massmailer.providers.chain import ProviderChain
 from massmailer.sending import SenderContext, send_batch
 from massmailer.unsubscribe import Unsubscriber
+from tests.support import make_campaign
 from tests.unit.fakes import FakeProvider
 
 
 def _ctx(policy: str, max_bytes: int = 1000) -> tuple[SenderContext, FakeProvider, InMemoryBlobs]:
     store, blobs, ses = InMemoryStore(), InMemoryBlobs(), FakeProvider("ses")
     store.put_campaign(
-        Campaign(
-            campaign_id="c1",
-            name="n",
-            lane=Lane.LOW,
-            from_address="f@example.com",
-            audience_key="k",
-            created_at=datetime.now(UTC),
-            status=CampaignStatus.SENDING,
+        make_campaign(
+            "c1",
             content=Content.model_validate(
                 {
                     "subject": "Invoice",

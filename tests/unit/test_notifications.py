@@ -12,7 +12,6 @@ import io
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 
 from lambdas.bounce import handler as bounce_handler
 from massmailer.memory import InMemoryStore
-from massmailer.models import Campaign, CampaignStatus, Content, Lane, Status
+from massmailer.models import CampaignStatus, Status
 from massmailer.notifications import (
     MalformedNotification,
     NotificationReport,
@@ -30,6 +29,7 @@ from massmailer.notifications import (
     process_sns_payload,
 )
 from massmailer.store import StoreUnavailable
+from tests.support import make_campaign
 
 # Notifications without a metric (Send, Open, ignored input) make Powertools warn about empty metrics.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -110,18 +110,7 @@ def reported_status(reports: list[NotificationReport], provider_message_id: str,
 
 
 def given_campaign(store: InMemoryStore, campaign_id: str = CAMPAIGN, sent: int = 0) -> None:
-    store.put_campaign(
-        Campaign(
-            campaign_id=campaign_id,
-            name="spring sale",
-            content=Content(subject="Spring", text="Hello"),
-            lane=Lane.LOW,
-            from_address="news@example.com",
-            status=CampaignStatus.SENDING,
-            audience_key=f"audiences/{campaign_id}.jsonl",
-            created_at=datetime.now(UTC),
-        )
-    )
+    store.put_campaign(make_campaign(campaign_id))
     if sent:
         store.add_campaign_counts(campaign_id, {"sent": sent})
 

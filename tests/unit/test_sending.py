@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime
 
 import pytest
 
 from massmailer.errors import ConfigurationError, HardBounce, ProviderDown, SoftBounce, Throttled, Transient
 from massmailer.memory import InMemoryQueue, InMemoryStore
-from massmailer.models import BatchMessage, BatchRecipient, Campaign, CampaignStatus, Content, Lane
+from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Lane
 from massmailer.providers.chain import ProviderChain
 from massmailer.sending import RetryPolicy, SenderContext, send_batch
 from massmailer.store import StoreUnavailable
 from massmailer.unsubscribe import Unsubscriber
+from tests.support import make_campaign
 from tests.unit.fakes import FakeProvider
 
 CAMPAIGN = "cmp-1"
@@ -23,18 +23,7 @@ CAMPAIGN = "cmp-1"
 def _ctx(*providers: FakeProvider, store: InMemoryStore | None = None, clock=None) -> SenderContext:
     store = store or InMemoryStore(**({"clock": clock} if clock else {}))
     if CAMPAIGN not in store.campaigns:
-        store.put_campaign(
-            Campaign(
-                campaign_id=CAMPAIGN,
-                name="c",
-                content=Content(subject="Hi {{ name }}", text="Hello {{ name }}"),
-                lane=Lane.LOW,
-                from_address="news@example.com",
-                audience_key="a.jsonl",
-                created_at=datetime.now(UTC),
-                status=CampaignStatus.SENDING,
-            )
-        )
+        store.put_campaign(make_campaign(CAMPAIGN, content=Content(subject="Hi {{ name }}", text="Hello {{ name }}")))
     return SenderContext(
         store=store,
         queue=InMemoryQueue(),

@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import pytest
 
 from massmailer.memory import InMemoryBlobs, InMemoryQueue, InMemoryStore
-from massmailer.models import BatchMessage, Campaign, CampaignStatus, Content, Lane, SplitRequest
+from massmailer.models import BatchMessage, CampaignStatus, Lane, SplitRequest
 from massmailer.queues import QueueUnavailable
 from massmailer.splitting import SplitterContext, recipient_message_id, split_campaign
+from tests.support import make_campaign
 
 
 def _setup(lines: list[object], lane: Lane = Lane.LOW) -> SplitterContext:
     store, queue, blobs = InMemoryStore(), InMemoryQueue(), InMemoryBlobs()
-    blobs.put("a.jsonl", b"".join((json.dumps(x) if not isinstance(x, str) else x).encode() + b"\n" for x in lines))
-    store.put_campaign(
-        Campaign(
-            campaign_id="c1",
-            name="n",
-            content=Content(subject="s", text="t"),
-            lane=lane,
-            from_address="f@example.com",
-            audience_key="a.jsonl",
-            created_at=datetime.now(UTC),
-        )
+    blobs.put(
+        "audiences/c1.jsonl", b"".join((json.dumps(x) if not isinstance(x, str) else x).encode() + b"\n" for x in lines)
     )
+    store.put_campaign(make_campaign("c1", lane=lane, status=CampaignStatus.SPLITTING))
     return SplitterContext(store=store, queue=queue, blobs=blobs)
 
 
