@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -52,7 +53,17 @@ def _address(value: str) -> str:
 
 EmailAddress = Annotated[str, AfterValidator(_address)]
 HeaderText = Annotated[str, StringConstraints(max_length=998), AfterValidator(_no_crlf)]
-Variables = dict[str, Any]
+MAX_VARIABLES_BYTES = 4096  # per recipient: 50 recipients stay well under SQS's 256 KiB message limit
+
+
+def _small_variables(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(value, separators=(",", ":"), default=str).encode())
+    if size > MAX_VARIABLES_BYTES:
+        raise ValueError(f"variables are {size} bytes as JSON; at most {MAX_VARIABLES_BYTES} per recipient")
+    return value
+
+
+Variables = Annotated[dict[str, Any], AfterValidator(_small_variables)]
 
 
 class Lane(StrEnum):

@@ -94,3 +94,23 @@ def test_a_finished_split_delivered_again_enqueues_nothing() -> None:
     split_campaign(ctx, SplitRequest(campaign_id="c1"))
     split_campaign(ctx, SplitRequest(campaign_id="c1"))
     assert len(_batches(ctx)) == 1
+
+
+def test_a_full_batch_of_the_largest_allowed_variables_fits_an_sqs_message() -> None:
+    from massmailer.models import MAX_VARIABLES_BYTES, AudienceMember
+    from massmailer.spec import MAX_RECIPIENTS_PER_BATCH, SQS_MAX_MESSAGE_BYTES
+
+    big = {"blob": "x" * (MAX_VARIABLES_BYTES - 20)}
+    AudienceMember(email="a@example.com", variables=big)  # accepted
+    with pytest.raises(ValueError, match="at most 4096"):
+        AudienceMember(email="a@example.com", variables={"blob": "x" * MAX_VARIABLES_BYTES})
+    batch = BatchMessage(
+        kind="campaign",
+        campaign_id="cmp-" + "f" * 24,
+        lane=Lane.LOW,
+        recipients=[
+            {"message_id": f"cmp-{'f' * 24}.{i:016x}", "email": f"someone.long.name{i}@example.com", "variables": big}
+            for i in range(MAX_RECIPIENTS_PER_BATCH)
+        ],
+    )
+    assert len(batch.model_dump_json().encode()) < SQS_MAX_MESSAGE_BYTES
