@@ -146,13 +146,9 @@ class InMemoryStore:
         with self._lock:
             self.writes += 1
             item = self.messages[message_id]
-            item.update(
-                status=Status.SENT.value,
-                provider=provider,
-                provider_message_id=provider_message_id,
-                sent_at=self._clock(),
-                last_error=None,
-            )
+            if item.get("status") == Status.SENDING.value:  # a notification that got there first stands
+                item.update(status=Status.SENT.value, last_error=None)
+            item.update(provider=provider, provider_message_id=provider_message_id, sent_at=self._clock())
             item.pop("lease_until", None)
             item.pop("claim_token", None)
 

@@ -358,30 +358,47 @@ class DynamoStore:
         return Claim(claimed=True, record=_plain(result["Attributes"]), token=token)
 
     def record_sent(self, message_id: str, token: str, provider: str, provider_message_id: str) -> None:
+        """Record the provider's acceptance. The status moves SENDING → SENT only: when the provider's
+        own Delivery/Bounce/Complaint notification got there first, its status stands and only the
+        provider fields are written."""
         now = self._clock()
-        index = provider_index_key(provider_message_id)
-        self._call(
-            self._table.update_item,
-            Key=message_key(message_id),
-            UpdateExpression=(
-                "SET #s = :sent, provider = :p, provider_message_id = :pmid, sent_at = :iso, updated_at = :iso, "
-                "#g1pk = :g1pk, #g1sk = :g1sk, last_error = :none REMOVE lease_until, claim_token"
-            ),
-            ExpressionAttributeNames={
-                "#s": "status",
-                "#g1pk": JOB_TABLE.indexes[0].partition_key,
-                "#g1sk": JOB_TABLE.indexes[0].sort_key,
-            },
-            ExpressionAttributeValues={
-                ":sent": Status.SENT.value,
-                ":p": provider,
-                ":pmid": provider_message_id,
-                ":iso": _now_iso(now),
-                ":g1pk": index[JOB_TABLE.indexes[0].partition_key],
-                ":g1sk": index[JOB_TABLE.indexes[0].sort_key],
-                ":none": None,
-            },
+        index = JOB_TABLE.indexes[0]
+        names = {"#g1pk": index.partition_key, "#g1sk": index.sort_key}
+        values: dict[str, Any] = {
+            ":p": provider,
+            ":pmid": provider_message_id,
+            ":iso": _now_iso(now),
+            ":g1pk": provider_index_key(provider_message_id)[index.partition_key],
+            ":g1sk": provider_index_key(provider_message_id)[index.sort_key],
+        }
+        fields = (
+            "provider = :p, provider_message_id = :pmid, sent_at = :iso, updated_at = :iso, "
+            "#g1pk = :g1pk, #g1sk = :g1sk"
         )
+        try:
+            self._call(
+                self._table.update_item,
+                Key=message_key(message_id),
+                UpdateExpression=f"SET #s = :sent, {fields}, last_error = :none REMOVE lease_until, claim_token",
+                ConditionExpression="#s = :sending",
+                ExpressionAttributeNames={**names, "#s": "status"},
+                ExpressionAttributeValues={
+                    **values,
+                    ":sent": Status.SENT.value,
+                    ":sending": Status.SENDING.value,
+                    ":none": None,
+                },
+            )
+        except ClientError as exc:
+            if not self._conditional_failed(exc):
+                raise
+            self._call(
+                self._table.update_item,
+                Key=message_key(message_id),
+                UpdateExpression=f"SET {fields} REMOVE lease_until, claim_token",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
 
     def record_retry(self, message_id: str, token: str, error: str) -> None:
         self._update_status(message_id, Status.RETRY_WAIT, error, condition_token=token)

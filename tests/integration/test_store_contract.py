@@ -140,3 +140,14 @@ def test_state_items_use_optimistic_locking(store_and_clock) -> None:  # type: i
     assert state["state"] == "open" and state["opened_at"] == 12.5 and state["version"] == 1
     assert store.put_state("BREAKER#ses", {"state": "closed"}, expect=state) is True
     assert store.get_state("BREAKER#ses")["state"] == "closed"
+
+
+def test_a_delivery_recorded_before_the_send_is_not_undone(store_and_clock) -> None:  # type: ignore[no-untyped-def]
+    store, _ = store_and_clock
+    claim = _claim(store)
+    # SES's Delivery notification, carried by the message_id tag, is processed before the sender records
+    assert store.apply_notification("m1", Status.DELIVERED, "delivered", ["SENDING", "SENT"]) is True
+    store.record_sent("m1", claim.token, "ses", "ses-9")
+    record = store.get_message("m1")
+    assert record["status"] == "DELIVERED" and record["provider"] == "ses"
+    assert store.find_by_provider_id("ses-9")["message_id"] == "m1"
