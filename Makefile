@@ -18,8 +18,19 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# >>> local
+# The local runtime (local/README-local.md): moto in server mode, the SMTP relay, the SES endpoint
+# (mailbox simulator + fault switches), the functions' execution environments, the scheduler loop.
+# `make up` runs it in the foreground (PORT=8080; Ctrl-C stops all of it); `make demo` starts it,
+# runs a 1,000-recipient campaign through an SES outage, prints a summary and stops it.
+PORT ?= 8080
+.PHONY: up
+up: venv
+	$(PY) -m local up --port $(PORT)
+
 demo: venv
-	$(PY) -m local.demo
+	$(PY) -m local demo
+# <<< local
 
 # The Lambda runtime is Python 3.13: when this machine has a 3.13 interpreter, the unit and
 # integration tiers run under it too (in .venv313), after the full suite under $(PYTHON).

@@ -1,208 +1,356 @@
-"""``make demo``: a small campaign through the real handlers, AWS emulated by moto, SMTP on loopback.
+"""``make demo``: the local runtime, a 1,000-recipient campaign, an SES outage, and what became of it.
 
-What it shows: the API accepting a campaign and a transactional email, the splitter dropping a
-duplicate and a suppressed address, the sender sending through SES until SES is cut off part-way
-and then failing over to the SMTP relay (whose outbox you can open), and an SES hard-bounce
-notification travelling SNS → SQS → bounce handler and suppressing the address.
+Self-contained: it starts the runtime (moto in server mode, the SMTP relay, the SES endpoint with the
+mailbox simulator, the functions' execution environments, the scheduler loop) on free ports, drives it
+only through the HTTP API and the fault switches — as a user would — and stops it again.
+
+What it shows:
+
+1. an address that unsubscribed earlier (RFC 8058 one-click, through the API) is never mailed;
+2. two transactional emails on the high lane: one delivered, one to the mailbox simulator's
+   ``complaint@`` (complaint → suppression);
+3. a campaign of 1,000 recipients with per-recipient variables, plus a duplicate, the unsubscribed
+   address and the simulator's ``success@``, ``bounce@``, ``ooto@`` and ``suppressionlist@``;
+4. SES cut off part-way (``503 ServiceUnavailable``): the sender fails over to the SMTP relay, the
+   circuit breaker opens; a short relay hiccup (``451``) makes a few recipients retry later; SES
+   comes back;
+5. a summary: sent per provider, delivered, bounced, complained, suppressed, failed, retried, wall
+   time, emails/s — checked against moto's SES record and the outbox: nobody twice, nobody lost.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
+import argparse
+import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTBOX = ROOT / ".local" / "outbox"
+STATE_DIR = ROOT / ".local" / "demo"
+SIMULATOR = "simulator.amazonses.com"
+FIRST_NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Leslie"]
+PLANS = ["free", "pro", "team"]
+
+CUT_AT = 0.30  # share of the campaign sent when SES is cut off
+RELAY_HICCUP_AT = 0.50  # the relay answers 451 for a moment (both providers refuse: retried later)
+RELAY_HICCUP_SECONDS = 1.0
+RESTORE_AT = 0.70  # SES comes back
 
 
-def _quiet() -> None:
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "massmailer-demo")
-    logging.basicConfig(level=logging.ERROR)
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "demo",
-        "AWS_SECRET_ACCESS_KEY": "demo",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        os.environ[name] = value
-    os.environ.pop("AWS_ENDPOINT_URL", None)
+@dataclass
+class Timeline:
+    started: float = field(default_factory=time.monotonic)
+    events: list[tuple[float, str]] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        self.events.append((time.monotonic() - self.started, text))
 
 
-def main() -> int:  # noqa: PLR0915 - a linear script reads best
-    _quiet()
-    import boto3
-    from moto import mock_aws
+def _audience(n: int) -> list[dict[str, Any]]:
+    simulator = [
+        {"email": f"success@{SIMULATOR}", "variables": {"first_name": "Simulator", "plan": "pro", "n": 0}},
+        {"email": f"bounce@{SIMULATOR}", "variables": {"first_name": "Bounce", "plan": "free", "n": 0}},
+        {"email": f"ooto+newsletter@{SIMULATOR}", "variables": {"first_name": "Away", "plan": "team", "n": 0}},
+        {"email": f"suppressionlist@{SIMULATOR}", "variables": {"first_name": "Listed", "plan": "free", "n": 0}},
+    ]
+    people = [
+        {
+            "email": f"{FIRST_NAMES[i % len(FIRST_NAMES)].lower()}.{i:04d}@example.com",
+            "variables": {"first_name": FIRST_NAMES[i % len(FIRST_NAMES)], "plan": PLANS[i % len(PLANS)], "n": i},
+        }
+        for i in range(1, n + 1)
+    ]
+    first = people[0]
+    extras = [
+        {"email": first["email"].upper(), "variables": {**first["variables"], "first_name": "(duplicate)"}},
+        {"email": "former.customer@example.com", "variables": {"first_name": "Former", "plan": "free", "n": -1}},
+    ]
+    return simulator + people + extras
 
-    from lambdas.bounce import handler as bounce_handler
-    from lambdas.ingest import handler as ingest_handler
-    from lambdas.sender import handler as sender_handler
-    from lambdas.splitter import handler as splitter_handler
-    from local.apigw import api_event
-    from local.event_source import SqsEventSource, drain
-    from local.lambda_context import LambdaContext
-    from local.provision import provision
-    from local.ses_events import bounce_event
-    from local.smtp_relay import SmtpRelay
-    from massmailer import spec, wiring
-    from massmailer.addresses import address_key
+
+CAMPAIGN = {
+    "name": "November product news",
+    "subject": "{{ first_name }}, what's new on the {{ plan }} plan",
+    "text": (
+        "Hello {{ first_name }},\n\nhere is what changed on the {{ plan }} plan this month.\n"
+        "You are reader #{{ n }}.\n\nUnsubscribe: {{ unsubscribe_url }}\n"
+    ),
+    "html": (
+        "<h1>Hello {{ first_name }}</h1><p>Here is what changed on the <b>{{ plan }}</b> plan this month.</p>"
+        "<p>You are reader #{{ n }}.</p><p><a href='{{ unsubscribe_url }}'>Unsubscribe</a></p>"
+    ),
+    # TODO(attachments): attach the monthly PDF once the campaign API takes attachments (the lead is
+    # adding `attachments: [{"filename": ..., "key": <bucket key>}]`): upload it to the bucket with
+    # rt.client("s3").put_object(Bucket=rt.resources["bucket"], Key="attachments/november.pdf", ...)
+    # and add {"attachments": [{"filename": "november.pdf", "key": "attachments/november.pdf"}]} here.
+}
+
+
+class Progress:
+    """One status line, redrawn in place on a terminal, printed every few seconds otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(total, 1)
+        self.tty = sys.stdout.isatty()
+        self._last_print = 0.0
+        self._width = 0
+
+    def draw(self, counts: dict[str, int], ses: int, relay: int, note: str, force: bool = False) -> None:
+        done = counts["sent"] + counts["failed"] + counts["suppressed"]
+        share = min(done / self.total, 1.0)
+        bar = "█" * int(share * 30) + "░" * (30 - int(share * 30))
+        queued = max(self.total - done, 0)
+        line = (
+            f"  [{bar}] {share:4.0%}  sent {counts['sent']:>4} (SES {ses}, relay {relay})"
+            f" · failed {counts['failed']} · queued {queued} · delivered {counts['delivered']}"
+            f" · retried {counts['retried']}{'  ' + note if note else ''}"
+        )
+        if self.tty:
+            pad = max(self._width - len(line), 0)
+            sys.stdout.write("\r" + line + " " * pad)
+            sys.stdout.flush()
+            self._width = len(line)
+        elif force or time.monotonic() - self._last_print >= 3:
+            print(line, flush=True)
+            self._last_print = time.monotonic()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+
+def _campaign_split(rt: Any, campaign_id: str) -> tuple[list[str], list[str]]:
+    """Message ids of the campaign's emails as SES accepted them and as the relay received them."""
+    assert rt.ses is not None and rt.relay is not None
+    ses = [
+        a["tags"].get("message_id", "") for a in list(rt.ses.accepted) if a["tags"].get("campaign_id") == campaign_id
+    ]
+    marker = f"X-MassMailer-Campaign: {campaign_id}".encode()
+    relay = []
+    for _, _, data in list(rt.relay.messages):
+        if marker in data:
+            for line in data.split(b"\r\n"):
+                if line.startswith(b"X-MassMailer-Message:"):
+                    relay.append(line.split(b":", 1)[1].strip().decode())
+                    break
+    return ses, relay
+
+
+def _simulator_outcomes(rt: Any, campaign_id: str, addresses: list[str]) -> tuple[list[str], int]:
+    """Status, provider and soft-bounce count of each simulator recipient (read from the job table)."""
     from massmailer.splitting import recipient_message_id
+    from massmailer.store import DynamoStore
 
-    started = time.monotonic()
-    OUTBOX.mkdir(parents=True, exist_ok=True)
-    for old in OUTBOX.glob("*.eml"):
-        old.unlink()
-
-    with mock_aws(), SmtpRelay(OUTBOX) as relay:
-        resources = provision("demo", from_address="news@massmailer.test")
-        os.environ.update(resources["env"])
-        os.environ.update(
-            {
-                "MM_SMTP_HOST": "127.0.0.1",
-                "MM_SMTP_PORT": str(relay.port),
-                "MM_SIGNING_KEY": "demo-signing-key",
-                "MM_PROVIDERS": "ses,smtp",
-                "MM_SES_MAX_RATE": "5000",
-                "MM_UNSUBSCRIBE_BASE_URL": "http://127.0.0.1:8080",
-            }
+    store = DynamoStore(rt.resource("dynamodb").Table(rt.resources["table"]))
+    lines, replies = [], 0
+    for address in addresses:
+        record = store.get_message(recipient_message_id(campaign_id, address)) or {}
+        soft = int(record.get("soft_bounces") or 0)
+        replies += soft
+        suppressed = " · suppressed" if store.is_suppressed(address) else ""
+        extra = f" · {soft} out-of-office repl{'y' if soft == 1 else 'ies'}" if soft else ""
+        lines.append(
+            f"{address:<40} {record.get('status', '-'):<10} via {record.get('provider') or '-'}{extra}{suppressed}"
         )
-        wiring.reset()
+    return lines, replies
 
-        def api(method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-            response = ingest_handler.handler(api_event(method, path, body), LambdaContext("ingest"))
-            return response["statusCode"], json.loads(response["body"])
 
-        # A suppressed address (an earlier unsubscribe), then a campaign that includes it and a duplicate.
-        wiring.store().suppress("former.customer@example.com", "unsubscribe")
-        names = [
-            "ada",
-            "grace",
-            "alan",
-            "edsger",
-            "barbara",
-            "donald",
-            "frances",
-            "john",
-            "margaret",
-            "ken",
-            "dennis",
-            "radia",
-            "leslie",
-            "tony",
-            "niklaus",
-            "bjarne",
-            "guido",
-            "linus",
-            "katherine",
-            "annie",
-        ]
-        audience = [
-            {"email": f"{n}@example.com", "variables": {"first_name": n.title(), "n": i}} for i, n in enumerate(names)
-        ]
-        audience.append({"email": "ADA@example.com", "variables": {"first_name": "Ada again", "n": 99}})  # duplicate
-        audience.append({"email": "former.customer@example.com", "variables": {"first_name": "Former", "n": 98}})
-        status, campaign = api(
-            "POST",
-            "/v1/campaigns",
-            {
-                "name": "Demo newsletter",
-                "subject": "{{ first_name }}, your November digest",
-                "text": "Hello {{ first_name }}! You are reader #{{ n }}.\nUnsubscribe: {{ unsubscribe_url }}",
-                "html": "<h1>Hello {{ first_name }}!</h1><p>You are reader #{{ n }}.</p>",
-                "audience": audience,
-            },
-        )
+def _settled(rt: Any) -> bool:
+    assert rt.ses is not None
+    lanes = ("high", "low", "split", "bounce")
+    return rt.ses.publisher.pending == 0 and all(rt.depth(key) == 0 for key in lanes)
+
+
+def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
+    from local.runtime import LocalRuntime, RuntimeConfig
+    from massmailer.unsubscribe import Unsubscriber
+
+    timeline = Timeline()
+    print("MassMailer demo — the whole pipeline on loopback: moto (AWS), an SMTP relay, the real handlers\n")
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
+    config = RuntimeConfig(api_port=0, state_dir=STATE_DIR, failed_visibility=2, write_state_file=False)
+    rt = LocalRuntime(config)
+    try:
+        rt.start()
+        up_in = time.monotonic() - timeline.started
+        print(f"  runtime up in {up_in:.1f} s — API {rt.api_url}, AWS {rt.aws_url}, outbox {_rel(config.outbox_dir)}")
+
+        # 1. Someone unsubscribed from an earlier campaign (one-click, RFC 8058).
+        unsubscriber = Unsubscriber(key=rt.function_env()["MM_SIGNING_KEY"].encode(), base_url=rt.api_url)
+        token = unsubscriber.token("former.customer@example.com", "cmp-october")
+        status, _ = rt.api("POST", f"/v1/unsubscribe?token={token}")
+        assert status == 200, status
+
+        # 2. Transactional mail on the high lane.
+        receipts = {}
+        for to, subject in (
+            (f"success@{SIMULATOR}", "Your receipt {{ order }}"),
+            (f"complaint@{SIMULATOR}", "Order {{ order }} shipped"),
+        ):
+            status, body = rt.api(
+                "POST",
+                "/v1/messages",
+                {
+                    "to": to,
+                    "subject": subject,
+                    "text": "Order {{ order }}: thank you!",
+                    "variables": {"order": "A-1001"},
+                },
+            )
+            assert status == 202, body
+            receipts[to] = body["message_id"]
+
+        # 3. The campaign.
+        audience = _audience(recipients)
+        status, campaign = rt.api("POST", "/v1/campaigns", {**CAMPAIGN, "audience": audience}, timeout=60)
         assert status == 202, campaign
-        status, message = api(
-            "POST",
-            "/v1/messages",
-            {
-                "to": "receipts@example.com",
-                "subject": "Your receipt {{ order }}",
-                "text": "Order {{ order }} confirmed.",
-                "variables": {"order": "A-1001"},
-            },
-        )
-        assert status == 202, message
+        campaign_id = campaign["campaign_id"]
+        print(f"  campaign {campaign_id}: {len(audience)} audience entries accepted (202)\n")
+        timeline.note("campaign accepted")
 
-        # SES accepts the first 8 sends, then goes down: the rest fails over to the SMTP relay.
-        ses_calls = {"n": 0}
-
-        def ses_outage(**_: Any) -> None:
-            ses_calls["n"] += 1
-            if ses_calls["n"] > 8:
-                from botocore.exceptions import EndpointConnectionError
-
-                raise EndpointConnectionError(endpoint_url="https://email.us-east-1.amazonaws.com")
-
-        wiring.client("sesv2").meta.events.register("before-call.sesv2.SendEmail", ses_outage)
-
-        sqs = boto3.client("sqs")
-        queues = {q.key: q for q in spec.QUEUES}
-
-        def source(key: str, handler: Any) -> SqsEventSource:
-            return SqsEventSource(sqs, resources["queues"][key], queues[key], handler, failed_visibility=0)
-
-        drain(
-            [
-                source("split", splitter_handler.handler),
-                source("high", sender_handler.handler),
-                source("low", sender_handler.handler),
-            ]
-        )
-
-        # SES reports a hard bounce for one recipient it delivered to: SNS → SQS → bounce handler.
-        store = wiring.store()
-        first = store.get_message(recipient_message_id(campaign["campaign_id"], audience[0]["email"]))
-        bounced = first if first and first.get("provider") == "ses" else None
-        assert bounced is not None, "the first recipient should have gone out through SES"
-        sns = boto3.client("sns")
-        sns.publish(
-            TopicArn=resources["topic_arn"],
-            Message=json.dumps(
-                bounce_event(
-                    bounced["provider_message_id"],
-                    bounced["email"],
-                    {"message_id": bounced["message_id"], "campaign_id": campaign["campaign_id"]},
+        # 4. Watch it go out; cut SES off part-way, a relay hiccup, SES back.
+        progress = Progress(total=len(audience))
+        cut = hiccup = restored = False
+        hiccup_ends = 0.0
+        first_sent = last_sent = None
+        previous_sent = 0
+        note = ""
+        deadline = time.monotonic() + 150
+        counts: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            status, report = rt.api("GET", f"/v1/campaigns/{campaign_id}")
+            counts = report["counts"]
+            total = max(counts["total"], 1)
+            if counts["total"]:
+                progress.total = counts["total"]
+            now = time.monotonic()
+            if counts["sent"] != previous_sent:
+                first_sent = first_sent or now
+                last_sent = now
+                previous_sent = counts["sent"]
+            if not cut and counts["sent"] >= CUT_AT * total:
+                rt.set_faults(mode="down")
+                cut, note = True, "⚡ SES down → relay"
+                timeline.note(f"SES cut off at {counts['sent']} sent (503 ServiceUnavailable)")
+            elif cut and not hiccup and counts["sent"] >= RELAY_HICCUP_AT * total:
+                rt.set_faults(smtp="throttle")
+                hiccup, hiccup_ends, note = True, now + RELAY_HICCUP_SECONDS, "⚡ SES down, relay 451"
+                timeline.note(f"relay answers 451 for {RELAY_HICCUP_SECONDS:.0f} s at {counts['sent']} sent")
+            elif hiccup and hiccup_ends and now >= hiccup_ends:
+                rt.set_faults(smtp=None)
+                hiccup_ends, note = 0.0, "⚡ SES down → relay"
+            if cut and not restored and not hiccup_ends and counts["sent"] >= RESTORE_AT * total:
+                rt.reset_faults()
+                restored, note = True, "SES restored"
+                timeline.note(
+                    f"SES restored at {counts['sent']} sent (the circuit breaker lets it back after its cool-down)"
                 )
-            ),
-        )
-        drain([source("bounce", bounce_handler.handler)])
-
-        # Report.
-        _, report = api("GET", f"/v1/campaigns/{campaign['campaign_id']}")
-        _, receipt = api("GET", f"/v1/messages/{message['message_id']}")
-        print(f"\nCampaign {campaign['campaign_id']} — {report['status']}")
-        print(f"{'recipient':<32} {'status':<10} {'provider':<8} attempts")
-        seen: set[str] = set()
-        for member in audience:
-            key = address_key(member["email"])
-            if key in seen:
-                print(f"{member['email']:<32} {'(duplicate, dropped)'}")
-                continue
-            seen.add(key)
-            record = store.get_message(recipient_message_id(campaign["campaign_id"], member["email"]))
-            if record is None:
-                print(f"{member['email']:<32} {'SKIPPED':<10} {'-':<8} 0   (suppressed before sending)")
-                continue
-            provider = record.get("provider") or "-"
-            print(f"{member['email']:<32} {record['status']:<10} {provider:<8} {record.get('attempts', 0)}")
-        print(f"\nTransactional {message['message_id']}: {receipt['status']} via {receipt['provider']}")
+            ses_ids, relay_ids = _campaign_split(rt, campaign_id)
+            progress.draw(counts, len(ses_ids), len(relay_ids), note)
+            done = counts["sent"] + counts["failed"] + counts["suppressed"] >= counts["total"] > 0
+            if done and report["split_done"]:
+                break
+            time.sleep(0.25)
+        sending_done = time.monotonic()
+        if not restored:
+            rt.reset_faults()
+        timeline.note("every recipient settled")
+        # Let SES's last events reach the bounce function.
+        settle_deadline = time.monotonic() + 30
+        while time.monotonic() < settle_deadline and not _settled(rt):
+            status, report = rt.api("GET", f"/v1/campaigns/{campaign_id}")
+            counts = report["counts"]
+            ses_ids, relay_ids = _campaign_split(rt, campaign_id)
+            progress.draw(counts, len(ses_ids), len(relay_ids), "waiting for SES events")
+            time.sleep(0.5)
+        status, report = rt.api("GET", f"/v1/campaigns/{campaign_id}")
         counts = report["counts"]
-        print("\nCounts: " + ", ".join(f"{k}={v}" for k, v in counts.items() if v or k in ("sent", "queued", "failed")))
-        ses_sent = min(ses_calls["n"], 8)
-        print(f"Sent via SES: {ses_sent}; via SMTP relay: {len(relay.messages)} (outbox: {OUTBOX.relative_to(ROOT)}/)")
-        print(f"Suppressed now: {bounced['email']} (hard bounce), former.customer@example.com (unsubscribe)")
-        print(f"Wall time: {time.monotonic() - started:.1f} s")
-        wiring.provider_chain().close()
-        ok = counts["sent"] == 20 and counts["queued"] == 0 and counts["suppressed"] == 1 and counts["duplicates"] == 1
-        wiring.reset()
+        ses_ids, relay_ids = _campaign_split(rt, campaign_id)
+        progress.draw(counts, len(ses_ids), len(relay_ids), "", force=True)
+        progress.close()
+
+        # 5. Check and report.
+        moto_record = {m["id"] for m in rt.ses_record()}
+        accepted_ids = {a["id"] for a in list(rt.ses.accepted)} if rt.ses else set()
+        messages = {to: rt.api("GET", f"/v1/messages/{mid}")[1] for to, mid in receipts.items()}
+        simulated, ooto = _simulator_outcomes(
+            rt, campaign_id, [m["email"] for m in audience if SIMULATOR in m["email"]]
+        )
+        sent_ids = ses_ids + relay_ids
+        exactly_once = len(sent_ids) == len(set(sent_ids)) == counts["sent"]
+        nothing_lost = counts["sent"] + counts["failed"] + counts["suppressed"] == counts["total"]
+        ses_agrees = accepted_ids <= moto_record
+        sending_seconds = (last_sent or sending_done) - (first_sent or timeline.started)
+        wall = time.monotonic() - timeline.started
+        rows = [
+            ("audience entries", f"{len(audience):,}"),
+            ("recipients after de-duplication", f"{counts['total']:,}"),
+            ("duplicates dropped", f"{counts['duplicates']}"),
+            ("suppressed (never sent)", f"{counts['suppressed']}"),
+            ("sent via SES (primary)", f"{len(ses_ids):,}"),
+            ("sent via SMTP relay (failover)", f"{len(relay_ids):,}"),
+            ("delivered (SES Delivery events)", f"{counts['delivered']:,}"),
+            ("bounced (hard: suppressed)", f"{counts['bounced']}"),
+            (
+                "soft-bounced",
+                f"{counts['soft_bounced']}  (+ {ooto} out-of-office repl{'y' if ooto == 1 else 'ies'} after delivery)",
+            ),
+            ("complained", f"{counts['complained']}  + transactional: {messages[f'complaint@{SIMULATOR}']['status']}"),
+            ("failed", f"{counts['failed']}"),
+            ("retried (throttled or transient)", f"{counts['retried']}"),
+            ("wall time (start to stop)", f"{wall:.1f} s  (runtime up in {up_in:.1f} s)"),
+            ("throughput while sending", f"{counts['sent'] / max(sending_seconds, 0.001):.1f} emails/s"),
+        ]
+        print(f"\n  Campaign {campaign_id} — {report['status']}\n")
+        width = max(len(k) for k, _ in rows)
+        print("  " + "─" * (width + 24))
+        for key, value in rows:
+            print(f"  {key:<{width}}  {value}")
+        print("  " + "─" * (width + 24))
+        print()
+        for at, text in timeline.events:
+            print(f"  {at:6.1f} s  {text}")
+        print()
+        print(
+            f"  {'✓' if exactly_once else '✗'} every recipient sent exactly once (SES record + outbox: {len(sent_ids)})"
+        )
+        print(
+            f"  {'✓' if nothing_lost else '✗'} nobody lost: sent + failed + suppressed = recipients ({counts['total']})"
+        )
+        print(f"  {'✓' if ses_agrees else '✗'} moto's SES record holds every message SES accepted ({len(moto_record)})")
+        print("\n  mailbox simulator (SES events → bounce function):")
+        for line in simulated:
+            print(f"    {line}")
+        for to, record in messages.items():
+            print(f"    {to:<40} {record['status']:<10} via {record.get('provider')} (transactional)")
+        print(f"\n  outbox: {_rel(config.outbox_dir)} ({len(rt.outbox())} .eml files)   logs: {_rel(config.logs_dir)}")
+        ok = exactly_once and nothing_lost and ses_agrees and counts["failed"] == 0
+    finally:
+        print("  stopping the runtime…", flush=True)
+        rt.stop()
+    print(f"  done in {time.monotonic() - timeline.started:.1f} s — every process the demo started has exited.")
     return 0 if ok else 1
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd())) + "/"
+    except ValueError:
+        return str(path) + "/"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="MassMailer's self-contained local demo")
+    parser.add_argument("--recipients", type=int, default=1000)
+    args = parser.parse_args(argv)
+    try:
+        return run(args.recipients)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ process). Returns the environment the functions read, as ``massmailer.settings``
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
@@ -65,17 +66,32 @@ def _queue(sqs: Any, stage: str, queue: spec.QueueSpec) -> tuple[str, str]:
 
 
 def provision(
-    stage: str = "local", *, from_address: str = "noreply@massmailer.test", session: Any = None
+    stage: str = "local",
+    *,
+    from_address: str = "noreply@massmailer.test",
+    session: Any = None,
+    endpoint_url: str | None = None,
+    service_endpoints: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Create every resource; return ``{"env": {...}, "queues": {key: url}, "dlqs": {key: url}}``."""
+    """Create every resource; return ``{"env": {...}, "queues": {key: url}, "dlqs": {key: url}, ...}``.
+
+    ``endpoint_url`` points the clients at an emulator (the local runtime's moto server), and
+    ``service_endpoints`` one service at another (``{"dynamodb": url}``); without them the clients use
+    the standard settings (``AWS_ENDPOINT_URL`` or AWS itself; moto in process for the tests).
+    """
     session = session or boto3.session.Session()
-    dynamodb = session.client("dynamodb")
-    sqs = session.client("sqs")
-    s3 = session.client("s3")
-    sns = session.client("sns")
-    sesv2 = session.client("sesv2")
-    scheduler = session.client("scheduler")
-    iam = session.client("iam")
+
+    def client(service: str) -> Any:
+        url = (service_endpoints or {}).get(service) or endpoint_url
+        return session.client(service, **({"endpoint_url": url} if url else {}))
+
+    dynamodb = client("dynamodb")
+    sqs = client("sqs")
+    s3 = client("s3")
+    sns = client("sns")
+    sesv2 = client("sesv2")
+    scheduler = client("scheduler")
+    iam = client("iam")
     region = session.region_name or "us-east-1"
 
     table = spec.table_name(stage)
@@ -117,6 +133,10 @@ def provision(
 
     group = spec.schedule_group_name(stage)
     scheduler.create_schedule_group(Name=group)
+    # Where EventBridge Scheduler puts invocations it could not deliver (a schedule's DeadLetterConfig).
+    schedule_dlq_url = sqs.create_queue(
+        QueueName=spec.schedule_dlq_name(stage), Attributes={"MessageRetentionPeriod": str(14 * 86400)}
+    )["QueueUrl"]
     role_arn = iam.create_role(
         RoleName=spec.resource_name(stage, "scheduler"),
         AssumeRolePolicyDocument=json.dumps(
@@ -152,4 +172,9 @@ def provision(
         "topic_arn": topic_arn,
         "bucket": bucket,
         "table": table,
+        "schedule_group": group,
+        "schedule_dlq": schedule_dlq_url,
+        "configuration_set": config_set,
+        # What the configuration set publishes, and where (moto stores no event destinations).
+        "event_destinations": {config_set: {"topic_arn": topic_arn, "event_types": list(spec.SES_EVENT_TYPES)}},
     }

@@ -175,7 +175,7 @@ def message_status(ctx: IntakeContext, message_id: str) -> dict[str, Any]:
     if not item:
         raise NotFound(f"message {message_id} not found")
     fields = MessageRecord.model_fields
-    record = {k: item.get(k) for k in fields if k != "email"}
+    record = {k: item.get(k, None if fields[k].is_required() else fields[k].default) for k in fields if k != "email"}
     record["lane"] = record.get("lane") or Lane.HIGH.value
     return record
 
@@ -185,10 +185,13 @@ def campaign_status(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:
     if stored is None:
         raise NotFound(f"campaign {campaign_id} not found")
     c = stored.campaign
+    status = c.status
+    if status == CampaignStatus.SENDING and stored.split_done and stored.counts.queued == 0:
+        status = CampaignStatus.COMPLETED
     return {
         "campaign_id": c.campaign_id,
         "name": c.name,
-        "status": c.status.value,
+        "status": status.value,
         "lane": c.lane.value,
         "created_at": c.created_at.isoformat(),
         "send_at": c.send_at.isoformat() if c.send_at else None,

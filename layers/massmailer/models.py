@@ -90,6 +90,7 @@ class CampaignStatus(StrEnum):
     SCHEDULED = "SCHEDULED"
     SPLITTING = "SPLITTING"
     SENDING = "SENDING"
+    COMPLETED = "COMPLETED"  # reported, not stored: split done and no recipient left queued
     PAUSED = "PAUSED"
     FAILED = "FAILED"
 
@@ -269,6 +270,8 @@ class MessageRecord(BaseModel):
     provider: str | None = None
     provider_message_id: str | None = None
     last_error: str | None = None
+    event_detail: str | None = None  # the last provider notification (bounce diagnostic, delay, …)
+    soft_bounces: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
     sent_at: datetime | None = None

@@ -571,18 +571,21 @@ def find_mail_record(store: Store, mail: SesMail | None) -> MailRecord:
 @dataclass(frozen=True)
 class RateGuard:
     """Pause a campaign whose bounce or complaint rate crosses a threshold (SES reviews accounts at
-    5 % bounces and 0.1 % complaints); rates are ignored below ``min_sent`` sends."""
+    5 % bounces and 0.1 % complaints). Rates are ignored below ``min_sent`` sends, and a rate needs
+    at least ``min_events`` bounces (or complaints) behind it: one complaint in a hundred sends is
+    noise, not a 1 % complaint rate."""
 
     bounce_rate: float = 0.05
     complaint_rate: float = 0.001
     min_sent: int = 100
+    min_events: int = 3
 
     def breach(self, counts: CampaignCounts) -> str | None:
         if counts.sent < self.min_sent:
             return None
-        if counts.bounced / counts.sent >= self.bounce_rate:
+        if counts.bounced >= self.min_events and counts.bounced / counts.sent >= self.bounce_rate:
             return f"bounce rate {counts.bounced}/{counts.sent} reached {self.bounce_rate:.2%}"
-        if counts.complained / counts.sent >= self.complaint_rate:
+        if counts.complained >= self.min_events and counts.complained / counts.sent >= self.complaint_rate:
             return f"complaint rate {counts.complained}/{counts.sent} reached {self.complaint_rate:.2%}"
         return None
 

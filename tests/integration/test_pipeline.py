@@ -88,6 +88,7 @@ def test_campaign_of_500_sends_each_recipient_once_with_their_own_variables(pipe
     assert counts["total"] == 500 and counts["sent"] == 500
     assert counts["queued"] == 0 and counts["failed"] == 0 and counts["suppressed"] == 0
     assert report["split_done"] is True
+    assert report["status"] == "COMPLETED"
 
 
 def test_a_campaign_attachment_is_matched_by_name_in_the_bucket(pipeline: Pipeline) -> None:

@@ -587,14 +587,27 @@ def test_campaign_pauses_when_its_bounce_rate_reaches_the_threshold() -> None:
     assert "bounce rate 5/100" in (stored.campaign.last_error or "")
 
 
-def test_campaign_pauses_on_one_complaint_in_a_hundred() -> None:
+def test_one_complaint_in_a_hundred_is_noise_and_does_not_pause() -> None:
     store = InMemoryStore()
     given_campaign(store, sent=100)
     given_sent(store, "m1", "recipient@example.com", "pmid-1")
 
     process_notification(store, event_for_m1("event-complaint.json"))
 
-    assert store.get_campaign(CAMPAIGN).campaign.status == CampaignStatus.PAUSED
+    assert store.get_campaign(CAMPAIGN).campaign.status == CampaignStatus.SENDING
+
+
+def test_campaign_pauses_on_three_complaints_in_a_thousand() -> None:
+    store = InMemoryStore()
+    given_campaign(store, sent=1000)
+    store.add_campaign_counts(CAMPAIGN, {"complained": 2})  # two earlier complaints
+    given_sent(store, "m1", "recipient@example.com", "pmid-1")
+
+    process_notification(store, event_for_m1("event-complaint.json"))
+
+    stored = store.get_campaign(CAMPAIGN)
+    assert stored.campaign.status == CampaignStatus.PAUSED
+    assert "complaint rate 3/1000" in (stored.campaign.last_error or "")
 
 
 def test_small_samples_do_not_pause_a_campaign() -> None:

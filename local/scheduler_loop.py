@@ -1,0 +1,444 @@
+"""EventBridge Scheduler, locally: fires the schedules stored in moto's Scheduler when they are due.
+
+moto stores schedules but never runs them. :class:`SchedulerLoop` reads them through the Scheduler
+API every ``tick`` seconds and, for each ENABLED schedule whose time has come, does what the service
+does with a templated target:
+
+* **SQS target** (``arn:aws:sqs:...``): sends the target's ``Input`` as the message body (with
+  ``SqsParameters.MessageGroupId`` for FIFO queues); **SNS target**: publishes it;
+* context attributes in ``Input`` are replaced: ``<aws.scheduler.schedule-arn>``,
+  ``<aws.scheduler.scheduled-time>``, ``<aws.scheduler.execution-id>``, ``<aws.scheduler.attempt-number>``;
+* ``at(...)``, ``rate(...)`` and ``cron(...)`` expressions, evaluated in ``ScheduleExpressionTimezone``
+  (zoneinfo, so DST transitions are the time zone's), within ``StartDate``/``EndDate``;
+* ``ActionAfterCompletion: DELETE`` deletes a one-time schedule once it has fired;
+* a target that cannot be reached is retried on the next ticks until the target's ``RetryPolicy``
+  gives up, then the event goes to ``DeadLetterConfig.Arn`` if there is one.
+
+Local simplifications: a ``FLEXIBLE`` time window fires at its start; one-time schedules whose time
+passed while the runtime was down fire when it starts (moto forgets everything on restart anyway);
+``cron`` supports ``* ? , - /`` ``L`` (last day of month) and ``#`` (nth weekday), not ``W``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+logger = logging.getLogger(__name__)
+
+_AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
+_RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
+_CRON = re.compile(r"^cron\((.+)\)$")
+_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
+_MONTHS = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
+_DAYS = {"SUN": 1, "MON": 2, "TUE": 3, "WED": 4, "THU": 5, "FRI": 6, "SAT": 7}
+
+
+class UnsupportedSchedule(ValueError):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------
+# Expressions
+# --------------------------------------------------------------------------------------------------
+
+
+def _field(text: str, low: int, high: int, names: dict[str, int] | None = None) -> set[int] | None:
+    """One cron field → the set of values it allows (None: any, for ``*`` and ``?``)."""
+    if text in ("*", "?"):
+        return None
+    values: set[int] = set()
+    for part in text.split(","):
+        step = 1
+        if "/" in part:
+            part, step_text = part.split("/", 1)
+            step = int(step_text)
+        if part in ("*", ""):
+            start, end = low, high
+        elif "-" in part:
+            a, b = part.split("-", 1)
+            start, end = _value(a, names), _value(b, names)
+        else:
+            start = _value(part, names)
+            end = high if step > 1 else start
+        values.update(range(start, end + 1, step))
+    if not values or min(values) < low or max(values) > high:
+        raise UnsupportedSchedule(f"cron field {text!r} is outside {low}..{high}")
+    return values
+
+
+def _value(text: str, names: dict[str, int] | None) -> int:
+    key = text.upper()
+    if names and key in names:
+        return names[key]
+    return int(text)
+
+
+@dataclass(frozen=True)
+class Cron:
+    """AWS cron: ``minutes hours day-of-month month day-of-week year`` (day-of-week 1 = Sunday)."""
+
+    minutes: set[int] | None
+    hours: set[int] | None
+    days: set[int] | None
+    last_day: bool
+    months: set[int] | None
+    weekdays: set[int] | None
+    nth_weekday: tuple[int, int] | None  # (weekday 1..7, n)
+    years: set[int] | None
+
+    @classmethod
+    def parse(cls, body: str) -> Cron:
+        parts = body.split()
+        if len(parts) != 6:
+            raise UnsupportedSchedule(f"cron needs 6 fields, got {len(parts)}: {body!r}")
+        minute, hour, dom, month, dow, year = parts
+        if "W" in dom.upper():
+            raise UnsupportedSchedule("cron 'W' (nearest weekday) is not supported locally")
+        last_day = dom.upper() == "L"
+        nth = None
+        if "#" in dow:
+            day, n = dow.split("#", 1)
+            nth = (_value(day, _DAYS), int(n))
+        return cls(
+            minutes=_field(minute, 0, 59),
+            hours=_field(hour, 0, 23),
+            days=None if last_day else _field(dom, 1, 31),
+            last_day=last_day,
+            months=_field(month, 1, 12, _MONTHS),
+            weekdays=None if nth else _field(dow, 1, 7, _DAYS),
+            nth_weekday=nth,
+            years=_field(year, 1970, 2199),
+        )
+
+    def matches(self, local: datetime) -> bool:
+        def ok(allowed: set[int] | None, value: int) -> bool:
+            return allowed is None or value in allowed
+
+        weekday = (local.isoweekday() % 7) + 1  # Sunday = 1
+        if not (
+            ok(self.minutes, local.minute)
+            and ok(self.hours, local.hour)
+            and ok(self.months, local.month)
+            and ok(self.years, local.year)
+        ):
+            return False
+        if self.last_day and local.day != calendar.monthrange(local.year, local.month)[1]:
+            return False
+        if not ok(self.days, local.day):
+            return False
+        if self.nth_weekday:
+            day, n = self.nth_weekday
+            return weekday == day and (local.day - 1) // 7 + 1 == n
+        return ok(self.weekdays, weekday)
+
+
+def _aware(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+@dataclass
+class StoredSchedule:
+    """One schedule as ``GetSchedule`` returns it, with its expression parsed."""
+
+    group: str
+    name: str
+    arn: str
+    expression: str
+    timezone: ZoneInfo
+    state: str
+    target: dict[str, Any]
+    action_after_completion: str | None
+    start: datetime | None
+    end: datetime | None
+    created: datetime
+    modified: Any
+    at: datetime | None = None
+    every: timedelta | None = None
+    cron: Cron | None = None
+
+    @classmethod
+    def from_api(cls, item: dict[str, Any]) -> StoredSchedule:
+        try:
+            tz = ZoneInfo(item.get("ScheduleExpressionTimezone") or "UTC")
+        except ZoneInfoNotFoundError as exc:
+            raise UnsupportedSchedule(f"unknown time zone {item.get('ScheduleExpressionTimezone')!r}") from exc
+        schedule = cls(
+            group=item.get("GroupName") or "default",
+            name=item["Name"],
+            arn=item.get("Arn", ""),
+            expression=item["ScheduleExpression"].strip(),
+            timezone=tz,
+            state=item.get("State") or "ENABLED",
+            target=item.get("Target") or {},
+            action_after_completion=item.get("ActionAfterCompletion"),
+            start=_aware(item.get("StartDate")),
+            end=_aware(item.get("EndDate")),
+            created=_aware(item.get("CreationDate")) or datetime.now(UTC),
+            modified=item.get("LastModificationDate"),
+        )
+        if m := _AT.match(schedule.expression):
+            schedule.at = datetime.fromisoformat(m.group(1)).replace(tzinfo=tz)
+        elif m := _RATE.match(schedule.expression):
+            unit = m.group(2).rstrip("s")
+            schedule.every = timedelta(seconds=int(m.group(1)) * _UNITS[unit])
+        elif m := _CRON.match(schedule.expression):
+            schedule.cron = Cron.parse(m.group(1))
+        else:
+            raise UnsupportedSchedule(f"cannot read schedule expression {schedule.expression!r}")
+        return schedule
+
+    @property
+    def one_time(self) -> bool:
+        return self.at is not None
+
+    def due(self, since: datetime, until: datetime) -> list[datetime]:
+        """Scheduled times in ``(since, until]`` (UTC), within the schedule's start and end dates."""
+        times: list[datetime] = []
+        if self.at is not None:
+            at = self.at.astimezone(UTC)
+            times = [at] if at <= until else []  # a one-time schedule fires once, even if late
+        elif self.every is not None:
+            anchor = self.start or self.created
+            if until >= anchor + self.every:
+                n_since = max(0, int((since - anchor) / self.every))
+                n_until = int((until - anchor) / self.every)
+                times = [anchor + k * self.every for k in range(max(n_since, 0) + 1, n_until + 1)]
+                times = [t for t in times if t > since]
+        elif self.cron is not None:
+            minute = since.replace(second=0, microsecond=0) + timedelta(minutes=1)
+            while minute <= until:
+                if self.cron.matches(minute.astimezone(self.timezone)):
+                    times.append(minute)
+                minute += timedelta(minutes=1)
+        return [
+            t
+            for t in times
+            if (self.start is None or t >= self.start or self.one_time) and (self.end is None or t <= self.end)
+        ]
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Firing:
+    group: str
+    name: str
+    scheduled_time: str  # ISO 8601, UTC
+    fired_at: str
+    target: str
+    ok: bool
+    attempts: int = 1
+    error: str | None = None
+    deleted: bool = False
+
+
+@dataclass
+class _Retry:
+    schedule: StoredSchedule
+    scheduled: datetime
+    attempts: int
+    next_try: float
+
+
+@dataclass
+class SchedulerLoop:
+    scheduler: Any  # boto3 "scheduler" client
+    sqs: Any
+    sns: Any
+    tick: float = 0.5
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    history: list[Firing] = field(default_factory=list)
+    _cache: dict[tuple[str, str], StoredSchedule] = field(default_factory=dict)
+    _fired: set[tuple[str, str, str]] = field(default_factory=set)
+    _retries: list[_Retry] = field(default_factory=list)
+    _queue_urls: dict[str, str] = field(default_factory=dict)
+    _last: datetime | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- reading schedules ----------------------------------------------------------------------
+    def schedules(self) -> list[StoredSchedule]:
+        """Every schedule of every group (ListSchedules without a group filter), parsed once per change."""
+        found: list[StoredSchedule] = []
+        seen: set[tuple[str, str]] = set()
+        kwargs: dict[str, Any] = {}
+        while True:
+            page = self.scheduler.list_schedules(**kwargs)
+            for summary in page.get("Schedules", []):
+                group = summary.get("GroupName") or "default"
+                key = (group, summary["Name"])
+                seen.add(key)
+                cached = self._cache.get(key)
+                if cached is None or cached.modified != summary.get("LastModificationDate"):
+                    try:
+                        item = self.scheduler.get_schedule(Name=summary["Name"], GroupName=group)
+                        self._cache[key] = StoredSchedule.from_api(item)
+                    except UnsupportedSchedule as exc:
+                        logger.warning("schedule %s/%s ignored: %s", group, summary["Name"], exc)
+                        continue
+                    except self.scheduler.exceptions.ResourceNotFoundException:
+                        continue
+                found.append(self._cache[key])
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+        for key in set(self._cache) - seen:
+            del self._cache[key]
+        return found
+
+    # -- firing ---------------------------------------------------------------------------------
+    def run_once(self) -> list[Firing]:
+        now = self.clock()
+        since = self._last or now - timedelta(seconds=self.tick)
+        self._last = now
+        fired: list[Firing] = []
+        for schedule in self.schedules():
+            if schedule.state != "ENABLED":
+                continue
+            for scheduled in schedule.due(since, now):
+                key = (schedule.group, schedule.name, scheduled.isoformat())
+                if key in self._fired:
+                    continue
+                self._fired.add(key)
+                fired.append(self._fire(schedule, scheduled, attempt=1))
+        fired += self._run_retries()
+        with self._lock:
+            self.history.extend(fired)
+        return fired
+
+    def _input(self, schedule: StoredSchedule, scheduled: datetime, attempt: int) -> str:
+        text = schedule.target.get("Input")
+        if text is None:
+            text = "{}"
+        replacements = {
+            "<aws.scheduler.schedule-arn>": schedule.arn,
+            "<aws.scheduler.scheduled-time>": scheduled.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "<aws.scheduler.execution-id>": str(uuid.uuid4()),
+            "<aws.scheduler.attempt-number>": str(attempt),
+        }
+        for placeholder, value in replacements.items():
+            text = text.replace(placeholder, value)
+        return text
+
+    def _queue_url(self, arn: str) -> str:
+        if arn not in self._queue_urls:
+            parts = arn.split(":")
+            self._queue_urls[arn] = self.sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])[
+                "QueueUrl"
+            ]
+        return self._queue_urls[arn]
+
+    def _deliver(self, target: dict[str, Any], body: str) -> None:
+        arn = target.get("Arn", "")
+        if arn.startswith("arn:aws:sqs:"):
+            extra = {}
+            group_id = (target.get("SqsParameters") or {}).get("MessageGroupId")
+            if group_id:
+                extra["MessageGroupId"] = group_id
+            self.sqs.send_message(QueueUrl=self._queue_url(arn), MessageBody=body, **extra)
+        elif arn.startswith("arn:aws:sns:"):
+            self.sns.publish(TopicArn=arn, Message=body)
+        else:
+            raise UnsupportedSchedule(f"target {arn!r} is not supported locally (SQS and SNS are)")
+
+    def _fire(self, schedule: StoredSchedule, scheduled: datetime, attempt: int) -> Firing:
+        firing = Firing(
+            group=schedule.group,
+            name=schedule.name,
+            scheduled_time=scheduled.isoformat(),
+            fired_at=self.clock().isoformat(),
+            target=schedule.target.get("Arn", ""),
+            ok=True,
+            attempts=attempt,
+        )
+        try:
+            self._deliver(schedule.target, self._input(schedule, scheduled, attempt))
+        except Exception as exc:
+            firing.ok, firing.error = False, f"{type(exc).__name__}: {exc}"
+            self._retry_or_dead_letter(schedule, scheduled, attempt, firing.error)
+            logger.warning("schedule %s/%s: target failed: %s", schedule.group, schedule.name, firing.error)
+            return firing
+        logger.info("schedule %s/%s fired for %s", schedule.group, schedule.name, firing.scheduled_time)
+        if schedule.one_time and schedule.action_after_completion == "DELETE":
+            try:
+                self.scheduler.delete_schedule(Name=schedule.name, GroupName=schedule.group)
+                firing.deleted = True
+            except Exception:
+                logger.exception("could not delete completed schedule %s/%s", schedule.group, schedule.name)
+        return firing
+
+    def _retry_or_dead_letter(self, schedule: StoredSchedule, scheduled: datetime, attempt: int, error: str) -> None:
+        policy = schedule.target.get("RetryPolicy") or {}
+        max_retries = int(policy.get("MaximumRetryAttempts", 185))
+        max_age = float(policy.get("MaximumEventAgeInSeconds", 86400))
+        age = (self.clock() - scheduled).total_seconds()
+        if attempt <= max_retries and age < max_age:
+            delay = min(60.0, 2.0 ** min(attempt, 6))
+            self._retries.append(_Retry(schedule, scheduled, attempt + 1, time.monotonic() + delay))
+            return
+        dlq = (schedule.target.get("DeadLetterConfig") or {}).get("Arn")
+        if not dlq:
+            return
+        try:
+            self.sqs.send_message(
+                QueueUrl=self._queue_url(dlq),
+                MessageBody=self._input(schedule, scheduled, attempt),
+                MessageAttributes={
+                    "ERROR_CODE": {"DataType": "String", "StringValue": "TargetUnreachable"},
+                    "ERROR_MESSAGE": {"DataType": "String", "StringValue": error[:256]},
+                    "RETRY_ATTEMPTS": {"DataType": "Number", "StringValue": str(attempt - 1)},
+                    "EXECUTION_ID": {"DataType": "String", "StringValue": str(uuid.uuid4())},
+                    "SCHEDULE_ARN": {"DataType": "String", "StringValue": schedule.arn or schedule.name},
+                },
+            )
+        except Exception:
+            logger.exception("could not dead-letter schedule %s/%s", schedule.group, schedule.name)
+
+    def _run_retries(self) -> list[Firing]:
+        now = time.monotonic()
+        due = [r for r in self._retries if r.next_try <= now]
+        self._retries = [r for r in self._retries if r.next_try > now]
+        return [self._fire(r.schedule, r.scheduled, r.attempts) for r in due]
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def fired(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(json.dumps(f.__dict__)) for f in self.history]
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick):
+            try:
+                self.run_once()
+            except Exception:
+                logger.exception("scheduler loop error")
+
+    def start(self) -> SchedulerLoop:
+        self._thread = threading.Thread(target=self._run, name="scheduler-loop", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
