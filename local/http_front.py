@@ -24,10 +24,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from local.http_service import LoopbackHttpService
 from local.lambda_context import LambdaContext
 
 logger = logging.getLogger(__name__)
@@ -123,8 +124,10 @@ def _response_parts(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return response["statusCode"], headers, raw
 
 
-class ApiFront:
+class ApiFront(LoopbackHttpService):
     """``with ApiFront(handler, port=8080) as api: ...`` — serves until stopped."""
+
+    thread_name = "api-front"
 
     def __init__(
         self,
@@ -158,17 +161,7 @@ class ApiFront:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
                 return None
 
-        self._server = ThreadingHTTPServer((host, port), _Request)
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self._listen(_Request, port, host)
 
     def invoke(self, event: dict[str, Any]) -> Any:
         context = LambdaContext(function_name=self.function_name, timeout_seconds=self.timeout_seconds)
@@ -217,22 +210,5 @@ class ApiFront:
         if request.command != "HEAD":
             request.wfile.write(raw)
 
-    def start(self) -> ApiFront:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="api-front", daemon=True)
-        self._thread.start()
-        return self
-
     def serve_forever(self) -> None:
         self._server.serve_forever(poll_interval=0.2)
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> ApiFront:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -38,10 +38,11 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from local.http_service import LoopbackHttpService
 from local.ses_events import AcceptedEmail, simulate
 
 logger = logging.getLogger(__name__)
@@ -226,8 +227,10 @@ class _MotoConnections:
         raise AssertionError("unreachable")
 
 
-class SesEndpoint:
+class SesEndpoint(LoopbackHttpService):
     """``with SesEndpoint(moto_url, sns_client, destinations) as ses: ...`` on 127.0.0.1:<free port>."""
+
+    thread_name = "ses-endpoint"
 
     def __init__(
         self,
@@ -270,19 +273,9 @@ class SesEndpoint:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
                 return None
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Request)
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._listen(_Request, port)
 
     # -- control --------------------------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def set_faults(self, **values: Any) -> SesFaults:
         with self._lock:
             self.faults = SesFaults.parse(values, self.faults)
@@ -447,19 +440,8 @@ class SesEndpoint:
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> SesEndpoint:
         self.publisher.start()
-        self._thread = threading.Thread(target=self._server.serve_forever, name="ses-endpoint", daemon=True)
-        self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().stop()
         self.publisher.stop()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> SesEndpoint:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
