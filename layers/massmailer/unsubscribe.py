@@ -49,12 +49,13 @@ class Unsubscriber:
             raise InvalidToken("malformed token") from exc
         return str(email), (str(campaign_id) or None)
 
-    def url(self, email: str, campaign_id: str | None) -> str:
-        return f"{self.base_url.rstrip('/')}/v1/unsubscribe?token={self.token(email, campaign_id)}"
+    def url(self, email: str, campaign_id: str | None, token: str | None = None) -> str:
+        return f"{self.base_url.rstrip('/')}/v1/unsubscribe?token={token or self.token(email, campaign_id)}"
 
-    def headers(self, email: str, campaign_id: str | None) -> dict[str, str]:
-        token = self.token(email, campaign_id)
-        targets = [f"<{self.base_url.rstrip('/')}/v1/unsubscribe?token={token}>"]
+    def headers(self, email: str, campaign_id: str | None, token: str | None = None) -> dict[str, str]:
+        """``List-Unsubscribe`` (https + mailto) and ``List-Unsubscribe-Post`` for RFC 8058 one-click."""
+        token = token or self.token(email, campaign_id)
+        targets = [f"<{self.url(email, campaign_id, token)}>"]
         if self.mailto:
             targets.append(f"<mailto:{self.mailto}?subject={quote('unsubscribe ' + token)}>")
         return {

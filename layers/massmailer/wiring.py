@@ -83,7 +83,12 @@ def _smtp_config(s: Settings) -> SmtpConfig:
     if not s.smtp_host:
         raise RuntimeError("the smtp provider needs MM_SMTP_HOST")
     return SmtpConfig(
-        host=s.smtp_host, port=s.smtp_port, starttls=s.smtp_starttls, username=username, password=password
+        host=s.smtp_host,
+        port=s.smtp_port,
+        starttls=s.smtp_starttls,
+        username=username,
+        password=password,
+        connections=s.sender_concurrency,  # one session per concurrent send: none waits on another's
     )
 
 

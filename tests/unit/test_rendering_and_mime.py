@@ -97,3 +97,25 @@ def test_unsubscribe_tokens_verify_and_reject_tampering() -> None:
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert headers["List-Unsubscribe"].startswith("<https://u.example/v1/unsubscribe?token=")
     assert "<mailto:unsub@example.com?subject=unsubscribe%20" in headers["List-Unsubscribe"]
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Grüße aus Zürich", "Kraków " * 20, "日本語の件名とても長い" * 8, "emoji 🎉🎉🎉 " * 10, "a" * 60 + "é"],
+)
+def test_non_ascii_headers_are_encoded_words_that_decode_back(subject: str) -> None:
+    raw = build_message(
+        message_id="m",
+        from_address="a@example.com",
+        from_name="Zoë Ångström",
+        to="b@example.com",
+        subject=subject,
+        html=None,
+        text="t",
+    )
+    head = raw.split(b"\r\n\r\n", 1)[0].decode()
+    subject_lines = head.split("\r\nSubject: ", 1)[1].split("\r\nDate:", 1)[0].split("\r\n")
+    assert all(len(line) <= 78 - len("Subject: ") for line in subject_lines)  # folded to RFC 5322's 78
+    m = email.message_from_bytes(raw, policy=policy.default)
+    assert m["Subject"] == subject
+    assert m["From"].addresses[0].display_name == "Zoë Ångström"
