@@ -703,9 +703,15 @@ def _settle(
         )
     elif outcome.allowed_from:
         report.delayed.append(outcome.address)
-    # 2. Then what must happen once per notification: counts on the record, metrics.
-    if not store.remember_event(digest):
+    # 2. Then what must happen once per notification: counts on the record, metrics. A status change
+    # on a record is its own proof of novelty (a replay finds the transition done), so only the rest —
+    # counters, engagement, notifications with no record — pay for a remember_event write.
+    gated = bool(outcome.increment or outcome.engagement) or record_id is None or outcome.status is None
+    if gated and not store.remember_event(digest):
         report.duplicates += 1
+        return
+    if not gated and not applied:
+        report.duplicates += 1  # a replay, or an event overtaken by a later one (Send after Delivery)
         return
     if outcome.increment and record_id:
         store.apply_notification(record_id, None, outcome.detail, (), increment=outcome.increment)
