@@ -21,6 +21,8 @@ What it shows:
 from __future__ import annotations
 
 import argparse
+import email
+import email.policy
 import shutil
 import sys
 import time
@@ -82,11 +84,24 @@ CAMPAIGN = {
         "<h1>Hello {{ first_name }}</h1><p>Here is what changed on the <b>{{ plan }}</b> plan this month.</p>"
         "<p>You are reader #{{ n }}.</p><p><a href='{{ unsubscribe_url }}'>Unsubscribe</a></p>"
     ),
-    # TODO(attachments): attach the monthly PDF once the campaign API takes attachments (the lead is
-    # adding `attachments: [{"filename": ..., "key": <bucket key>}]`): upload it to the bucket with
-    # rt.client("s3").put_object(Bucket=rt.resources["bucket"], Key="attachments/november.pdf", ...)
-    # and add {"attachments": [{"filename": "november.pdf", "key": "attachments/november.pdf"}]} here.
+    # Each recipient gets their plan's PDF, matched by file name in the bucket (attachments/plan-<plan>.pdf).
+    "attachments": [{"filename": "plan-{{ plan }}.pdf"}],
 }
+
+
+def _attachments_match(outbox: list[Path]) -> bool:
+    """Every campaign email the relay received has exactly one attachment, the PDF of its own plan."""
+    checked = 0
+    for path in outbox:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if "X-MassMailer-Campaign" not in message:
+            continue  # transactional mail carries no attachment
+        names = [part.get_filename() for part in message.iter_attachments()]
+        plan = next((p for p in PLANS if f"on the {p} plan" in str(message["Subject"])), None)
+        if names != [f"plan-{plan}.pdf"]:
+            return False
+        checked += 1
+    return checked > 0
 
 
 class Progress:
@@ -204,7 +219,13 @@ def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
             assert status == 202, body
             receipts[to] = body["message_id"]
 
-        # 3. The campaign.
+        # 3. The campaign, with an attachment per plan uploaded to the bucket first.
+        for plan in PLANS:
+            rt.client("s3").put_object(
+                Bucket=rt.resources["bucket"],
+                Key=f"attachments/plan-{plan}.pdf",
+                Body=f"%PDF-1.4\n% MassMailer demo: what's new on the {plan} plan\n".encode(),
+            )
         audience = _audience(recipients)
         status, campaign = rt.api("POST", "/v1/campaigns", {**CAMPAIGN, "audience": audience}, timeout=60)
         assert status == 202, campaign
@@ -322,13 +343,15 @@ def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
             f"  {'✓' if nothing_lost else '✗'} nobody lost: sent + failed + suppressed = recipients ({counts['total']})"
         )
         print(f"  {'✓' if ses_agrees else '✗'} moto's SES record holds every message SES accepted ({len(moto_record)})")
+        attached = _attachments_match(rt.outbox())
+        print(f"  {'✓' if attached else '✗'} every campaign email in the outbox carries its plan's PDF attachment")
         print("\n  mailbox simulator (SES events → bounce function):")
         for line in simulated:
             print(f"    {line}")
         for to, record in messages.items():
             print(f"    {to:<40} {record['status']:<10} via {record.get('provider')} (transactional)")
         print(f"\n  outbox: {_rel(config.outbox_dir)} ({len(rt.outbox())} .eml files)   logs: {_rel(config.logs_dir)}")
-        ok = exactly_once and nothing_lost and ses_agrees and counts["failed"] == 0
+        ok = exactly_once and nothing_lost and ses_agrees and attached and counts["failed"] == 0
     finally:
         print("  stopping the runtime…", flush=True)
         rt.stop()
