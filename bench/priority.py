@@ -280,7 +280,9 @@ def _lane_source(sqs: Any, urls: dict[str, str], lane: str, store: Any, sink: tu
 @dataclass
 class InProcessRuntime:
     sink: Sink
-    high_concurrency: int = 2
+    # One high-lane environment: they are threads here (they share the store the latency is read from),
+    # and Powertools keeps per-invocation state at module level, so two threads in one handler race.
+    high_concurrency: int = 1
     low_concurrency: int = 2
     low_mode: str = "process"  # or "thread"
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -580,7 +582,7 @@ def run(
     sends: int = 100,
     interval: float = 0.02,
     repeats: int = 3,
-    high_concurrency: int = 2,
+    high_concurrency: int = 1,
     low_concurrency: int | None = None,
     low_mode: str = "process",
     sink_kind: str = "auto",

@@ -57,7 +57,7 @@ def test_each_recipient_is_rendered_and_sent_once_and_counted() -> None:
     ctx = _ctx(ses)
     report = send_batch(ctx, _batch(3))
     assert report.outcomes["sent"] == 3
-    assert [e.recipient for e in ses.sent] == ["u0@example.com", "u1@example.com", "u2@example.com"]
+    assert sorted(e.recipient for e in ses.sent) == ["u0@example.com", "u1@example.com", "u2@example.com"]
     raw = next(e.raw for e in ses.sent if e.recipient == "u1@example.com")
     assert b"Subject: Hi N1\r\n" in raw and b"Hello N1" in raw
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in raw
