@@ -247,22 +247,11 @@ class FileBlobs:
         self.path(key).write_bytes(data)
 
     def lines(self, key: str, start: int = 0) -> Iterator[tuple[bytes, int]]:
-        offset = start
-        pending = b""
+        from massmailer.blobs import split_lines
+
         with self.path(key).open("rb") as f:
             f.seek(start)
-            while True:
-                chunk = f.read(1 << 20)
-                if not chunk:
-                    break
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for line in complete:
-                    offset += len(line) + 1
-                    yield line, offset
-        if pending:
-            offset += len(pending)
-            yield pending, offset
+            yield from split_lines(iter(lambda: f.read(1 << 20), b""), start)
 
 
 def quiet_powertools() -> None:

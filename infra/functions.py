@@ -186,8 +186,6 @@ class PipelineFunctions(Construct):
         )
 
 
-# Variables massmailer.settings.Settings.from_env reads that spec.ENV does not name yet; a contract
-# test (tests/infra) fails if Settings stops reading them. TODO(lead): move them into spec.ENV.
 def _environment(
     *,
     stage: str,

@@ -18,7 +18,8 @@ from massmailer.spec import ENV, JOB_TABLE, QUEUES
 LOCAL_ACCOUNT = "123456789012"
 
 
-def _table(dynamodb: Any, name: str) -> None:
+def create_job_table(dynamodb: Any, name: str) -> None:
+    """The job table as ``massmailer.spec.JOB_TABLE`` describes it: keys, the provider-id GSI, TTL."""
     index = JOB_TABLE.indexes
     attrs = (
         {JOB_TABLE.partition_key, JOB_TABLE.sort_key} | {i.partition_key for i in index} | {i.sort_key for i in index}
@@ -95,7 +96,7 @@ def provision(
     region = session.region_name or "us-east-1"
 
     table = spec.table_name(stage)
-    _table(dynamodb, table)
+    create_job_table(dynamodb, table)
     bucket = spec.resource_name(stage, "data")
     if region == "us-east-1":
         s3.create_bucket(Bucket=bucket)

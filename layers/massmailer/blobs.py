@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -61,14 +61,19 @@ class S3Blobs:
             raise StoreUnavailable(f"get {key}: {exc}") from exc
         except BotoCoreError as exc:
             raise StoreUnavailable(f"get {key}: {exc}") from exc
-        offset = start
-        pending = b""
-        for chunk in body.iter_chunks(chunk_size=1 << 20):
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            for line in complete:
-                offset += len(line) + 1
-                yield line, offset
-        if pending:
-            offset += len(pending)
-            yield pending, offset
+        yield from split_lines(body.iter_chunks(chunk_size=1 << 20), start)
+
+
+def split_lines(chunks: Iterable[bytes], start: int = 0) -> Iterator[tuple[bytes, int]]:
+    """Lines of a byte stream read in chunks: (line without its newline, offset just after it)."""
+    offset = start
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            offset += len(line) + 1
+            yield line, offset
+    if pending:
+        offset += len(pending)
+        yield pending, offset

@@ -12,9 +12,9 @@ import pytest
 from moto import mock_aws
 
 from lambdas.bounce import handler as bounce_handler
+from local.provision import create_job_table
 from massmailer.models import Status
 from massmailer.notifications import process_lambda_event, process_notification
-from massmailer.spec import JOB_TABLE
 from massmailer.store import DynamoStore
 from tests.support import make_campaign
 
@@ -28,35 +28,6 @@ JANE_SOFT_PMID = "00000138111222aa-33322211-cccc-cccc-cccc-ddddaaaa0681-000000"
 
 def load_text(name: str) -> str:
     return (EVENTS / name).read_text(encoding="utf-8")
-
-
-def create_job_table(dynamodb: Any, name: str) -> Any:
-    """The job table as massmailer.spec.JOB_TABLE describes it (keys and the provider-id GSI)."""
-    keys = {JOB_TABLE.partition_key, JOB_TABLE.sort_key}
-    for index in JOB_TABLE.indexes:
-        keys |= {index.partition_key, index.sort_key}
-    table = dynamodb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in sorted(keys)],
-        KeySchema=[
-            {"AttributeName": JOB_TABLE.partition_key, "KeyType": "HASH"},
-            {"AttributeName": JOB_TABLE.sort_key, "KeyType": "RANGE"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": index.name,
-                "KeySchema": [
-                    {"AttributeName": index.partition_key, "KeyType": "HASH"},
-                    {"AttributeName": index.sort_key, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-            for index in JOB_TABLE.indexes
-        ],
-    )
-    table.wait_until_exists()
-    return table
 
 
 @pytest.fixture
@@ -76,7 +47,8 @@ def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 @pytest.fixture
 def table(dynamodb: Any) -> Any:
-    return create_job_table(dynamodb, "massmailer-test-jobs")
+    create_job_table(dynamodb.meta.client, "massmailer-test-jobs")
+    return dynamodb.Table("massmailer-test-jobs")
 
 
 @pytest.fixture
