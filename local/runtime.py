@@ -41,6 +41,7 @@ import boto3
 from botocore.config import Config
 
 from local.children import ROOT, Child, stop_all
+from local.event_source import queue_depth
 from local.provision import provision
 from local.scheduler_loop import SchedulerLoop
 from local.ses_proxy import SesEndpoint, SesFaults
@@ -417,15 +418,7 @@ class LocalRuntime:
 
     def depth(self, key: str, dlq: bool = False) -> int:
         url = self.resources["dlqs" if dlq else "queues"][key]
-        attrs = self.client("sqs").get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-        return sum(int(v) for v in attrs.values())
+        return queue_depth(self.client("sqs"), url)
 
     def depths(self) -> dict[str, int]:
         result = {q.key: self.depth(q.key) for q in spec.QUEUES}

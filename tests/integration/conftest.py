@@ -15,7 +15,7 @@ from moto import mock_aws
 from lambdas.ingest import handler as ingest_handler
 from lambdas.sender import handler as sender_handler
 from lambdas.splitter import handler as splitter_handler
-from local.event_source import SqsEventSource, drain
+from local.event_source import SqsEventSource, drain, queue_depth
 from local.provision import LOCAL_ACCOUNT, provision
 from local.smtp_relay import SmtpRelay
 from massmailer import spec, wiring
@@ -74,15 +74,7 @@ class Pipeline:
 
     def depth(self, key: str, dlq: bool = False) -> int:
         url = self.resources["dlqs" if dlq else "queues"][key]
-        attrs = self.sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-        return sum(int(v) for v in attrs.values())
+        return queue_depth(self.sqs, url)
 
     @staticmethod
     def ses_sent() -> list[Any]:

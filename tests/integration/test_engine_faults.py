@@ -81,13 +81,27 @@ def test_a_throttling_storm_uses_no_attempt_fills_no_dlq_and_sends_everything_on
     assert record["attempts"] == 1  # type: ignore[index]
 
 
-def _one_batch(pipeline: Pipeline, n: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _one_batch(pipeline: Pipeline, n: int) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """A campaign of ``n`` split onto the low lane and received once, with a sender that has one
+    thread and a 1-second lease: (API response, received messages, the Lambda event for them)."""
+    ctx = wiring.sender_context()
+    ctx.concurrency, ctx.lease_seconds = 1, 1
     _, body = pipeline.api("POST", "/v1/campaigns", _campaign(n))
     pipeline.source("split", splitter_handler.handler).poll_once()
     messages = pipeline.sqs.receive_message(
         QueueUrl=pipeline.resources["queues"]["low"], MaxNumberOfMessages=10, AttributeNames=["All"]
     )["Messages"]
-    return body, messages
+    return body, messages, sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:massmailer-test-low")
+
+
+def _redeliver_after_lease(pipeline: Pipeline, messages: list[dict[str, Any]]) -> None:
+    """The crashed sender's lease expires, then SQS redelivers the batch (its visibility timeout ended)."""
+    time.sleep(1.1)
+    for message in messages:
+        pipeline.sqs.change_message_visibility(
+            QueueUrl=pipeline.resources["queues"]["low"], ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    pipeline.run()
 
 
 def _ses_send_event(record: dict[str, Any], campaign_id: str) -> str:
@@ -109,10 +123,8 @@ def _ses_send_event(record: dict[str, Any], campaign_id: str) -> str:
 def test_a_crash_between_send_and_record_does_not_send_twice(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    body, messages, event = _one_batch(pipeline, 3)
     ctx = wiring.sender_context()
-    ctx.concurrency, ctx.lease_seconds = 1, 1
-    body, messages = _one_batch(pipeline, 3)
-    event = sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:massmailer-test-low")
     second = recipient_message_id(body["campaign_id"], "user1@example.com")
     real_record_sent = type(ctx.store).record_sent
     crashed: dict[str, str] = {}
@@ -134,13 +146,9 @@ def test_a_crash_between_send_and_record_does_not_send_twice(
         TopicArn=pipeline.resources["topic_arn"], Message=_ses_send_event(record, body["campaign_id"])
     )
     pipeline.run(bounces=True)
-    time.sleep(1.1)  # the crashed sender's lease has expired
 
-    # When SQS redelivers the batch after its visibility timeout
-    pipeline.sqs.change_message_visibility(
-        QueueUrl=pipeline.resources["queues"]["low"], ReceiptHandle=messages[0]["ReceiptHandle"], VisibilityTimeout=0
-    )
-    pipeline.run()
+    # When SQS redelivers the batch after the lease and its visibility timeout
+    _redeliver_after_lease(pipeline, messages)
 
     # Then user1 was not sent again, and user2 (never reached before the crash) was sent once
     assert sorted(_recipients(pipeline)) == ["user0@example.com", "user1@example.com", "user2@example.com"]
@@ -150,10 +158,8 @@ def test_a_crash_between_send_and_record_does_not_send_twice(
 def test_a_crash_before_the_provider_call_is_retried_after_the_lease(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _, messages, event = _one_batch(pipeline, 3)
     ctx = wiring.sender_context()
-    ctx.concurrency, ctx.lease_seconds = 1, 1
-    body, messages = _one_batch(pipeline, 3)
-    event = sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:massmailer-test-low")
     real_send = type(ctx.chain).send
     state = {"crashed": False}
 
@@ -166,11 +172,7 @@ def test_a_crash_before_the_provider_call_is_retried_after_the_lease(
     monkeypatch.setattr(type(ctx.chain), "send", crash_on_second)
     with pytest.raises(Crash):
         sender_handler.handler(event, context("sender"))
-    time.sleep(1.1)
-    pipeline.sqs.change_message_visibility(
-        QueueUrl=pipeline.resources["queues"]["low"], ReceiptHandle=messages[0]["ReceiptHandle"], VisibilityTimeout=0
-    )
-    pipeline.run()
+    _redeliver_after_lease(pipeline, messages)
     assert sorted(_recipients(pipeline)) == ["user0@example.com", "user1@example.com", "user2@example.com"]
 
 
