@@ -190,12 +190,10 @@ class DynamoStore:
         try:
             return fn(**kwargs)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if self._conditional_failed(exc):
                 raise
-            raise StoreUnavailable(f"{fn.__name__}: {exc}") from exc
+            raise StoreUnavailable(f"{getattr(fn, '__name__', 'call')}: {exc}") from exc
         except Exception as exc:  # endpoint unreachable, timeouts
-            if isinstance(exc, ClientError):
-                raise
             raise StoreUnavailable(f"{getattr(fn, '__name__', 'call')}: {exc}") from exc
 
     @staticmethod
