@@ -16,7 +16,7 @@ SES_SERVICE = "ses.amazonaws.com"
 
 
 class SesEventPublishing(Construct):
-    """The stage's configuration set; every ``spec.SES_EVENT_TYPES`` event reaches ``event_queue``.
+    """The stage's configuration set; its events (``spec.ses_event_types``) reach ``event_queue``.
 
     The queue receives the SNS envelope (no raw message delivery): the bounce function parses the
     SNS notification and the SES event inside it.
@@ -30,6 +30,7 @@ class SesEventPublishing(Construct):
         stage: str,
         event_queue: sqs.IQueue,
         removal_policy: RemovalPolicy,
+        track_deliveries: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -71,7 +72,7 @@ class SesEventPublishing(Construct):
             configuration_set=self.configuration_set,
             configuration_set_event_destination_name=spec.topic_name(stage),
             destination=ses.EventDestination.sns_topic(self.topic),
-            events=[ses.EmailSendingEvent[event_type] for event_type in spec.SES_EVENT_TYPES],
+            events=[ses.EmailSendingEvent[event_type] for event_type in spec.ses_event_types(track_deliveries)],
         )
         # SES checks it may publish when the destination is created: the topic policy goes first.
         destination.node.add_dependency(self.topic.node.find_child("Policy"))

@@ -47,7 +47,14 @@ class MassMailerStack(Stack):
         scheduler = SendScheduler(
             self, "Scheduler", stage=stage, target_queue=queues.split, removal_policy=removal_policy
         )
-        ses = SesEventPublishing(self, "Ses", stage=stage, event_queue=queues.bounce, removal_policy=removal_policy)
+        ses = SesEventPublishing(
+            self,
+            "Ses",
+            stage=stage,
+            event_queue=queues.bounce,
+            removal_policy=removal_policy,
+            track_deliveries=config.sending.track_deliveries,
+        )
         layer = SharedLayer(
             self,
             "SharedLayer",

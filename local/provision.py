@@ -73,6 +73,7 @@ def provision(
     session: Any = None,
     endpoint_url: str | None = None,
     service_endpoints: Mapping[str, str] | None = None,
+    track_deliveries: bool = True,
 ) -> dict[str, Any]:
     """Create every resource; return ``{"env": {...}, "queues": {key: url}, "dlqs": {key: url}, ...}``.
 
@@ -113,6 +114,7 @@ def provision(
     sesv2.create_email_identity(EmailIdentity=domain)
     sesv2.create_email_identity(EmailIdentity=from_address)
     config_set = spec.configuration_set_name(stage)
+    event_types = spec.ses_event_types(track_deliveries)
     topic_arn = sns.create_topic(Name=spec.topic_name(stage))["TopicArn"]
     sesv2.create_configuration_set(ConfigurationSetName=config_set)
     try:
@@ -121,7 +123,7 @@ def provision(
             EventDestinationName="sns",
             EventDestination={
                 "Enabled": True,
-                "MatchingEventTypes": list(spec.SES_EVENT_TYPES),
+                "MatchingEventTypes": list(event_types),
                 "SnsDestination": {"TopicArn": topic_arn},
             },
         )
@@ -177,5 +179,5 @@ def provision(
         "schedule_dlq": schedule_dlq_url,
         "configuration_set": config_set,
         # What the configuration set publishes, and where (moto stores no event destinations).
-        "event_destinations": {config_set: {"topic_arn": topic_arn, "event_types": list(spec.SES_EVENT_TYPES)}},
+        "event_destinations": {config_set: {"topic_arn": topic_arn, "event_types": list(event_types)}},
     }

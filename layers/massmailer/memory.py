@@ -27,8 +27,10 @@ from massmailer.store import (
 
 
 class InMemoryStore:
-    def __init__(self, clock: Any = time.time) -> None:
+    def __init__(self, clock: Any = time.time, *, index_provider_ids: bool = False) -> None:
         self._clock = clock
+        self._index_provider_ids = index_provider_ids  # as DynamoStore: GSI1 written only when on
+        self.provider_index: dict[str, str] = {}  # SES message id → our message id (GSI1)
         self._lock = threading.Lock()
         self.campaigns: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, dict[str, Any]] = {}
@@ -149,6 +151,8 @@ class InMemoryStore:
             if item.get("status") == Status.SENDING.value:  # a notification that got there first stands
                 item.update(status=Status.SENT.value, last_error=None)
             item.update(provider=provider, provider_message_id=provider_message_id, sent_at=self._clock())
+            if self._index_provider_ids:
+                self.provider_index[provider_message_id] = message_id
             item.pop("lease_until", None)
             item.pop("claim_token", None)
 
@@ -171,10 +175,8 @@ class InMemoryStore:
             item.pop("claim_token", None)
 
     def find_by_provider_id(self, provider_message_id: str) -> dict[str, Any] | None:
-        for item in self.messages.values():
-            if item.get("provider_message_id") == provider_message_id:
-                return dict(item)
-        return None
+        message_id = self.provider_index.get(provider_message_id)
+        return self.get_message(message_id) if message_id else None
 
     def apply_notification(
         self,

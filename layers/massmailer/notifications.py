@@ -74,6 +74,7 @@ from pydantic.alias_generators import to_camel
 
 from massmailer.addresses import address_key, mask_address
 from massmailer.models import CampaignCounts, CampaignStatus, Status
+from massmailer.spec import MESSAGE_HEADER
 from massmailer.store import SENT_LIKE, Store
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,16 @@ class SesMail(_SesModel):
         if isinstance(value, list):
             value = value[0] if value else None
         return value if isinstance(value, str) and value else None
+
+    def header(self, name: str) -> str | None:
+        """The first original header called ``name`` (SES includes them in event publishing, and in
+        identity notifications when "include original headers" is on)."""
+        wanted = name.lower()
+        for entry in self.headers or []:
+            if isinstance(entry, dict) and str(entry.get("name", "")).lower() == wanted:
+                value = entry.get("value")
+                return value.strip() if isinstance(value, str) and value.strip() else None
+        return None
 
 
 class SesBounce(_SesModel):
@@ -555,13 +566,15 @@ class MailRecord:
 
 
 def find_mail_record(store: Store, mail: SesMail | None) -> MailRecord:
-    """Our record for an SES message: by the ``message_id`` tag, else by SES's message id."""
+    """Our record for an SES message: by the ``message_id`` tag, else by the ``X-MassMailer-Message``
+    header, else by SES's message id (the provider-id index, when the store writes it)."""
     if mail is None:
         return MailRecord(None, None, None)
     record = None
-    tagged = mail.tag("message_id")
-    if tagged:
-        record = store.get_message(tagged)
+    for ours in dict.fromkeys(filter(None, (mail.tag("message_id"), mail.header(MESSAGE_HEADER)))):
+        record = store.get_message(ours)
+        if record is not None:
+            break
     if record is None and mail.message_id:
         record = store.find_by_provider_id(mail.message_id)
     campaign_id = (record or {}).get("campaign_id") or mail.tag("campaign_id")

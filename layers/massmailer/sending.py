@@ -33,7 +33,7 @@ from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Cont
 from massmailer.providers.chain import ProviderChain
 from massmailer.queues import Queue
 from massmailer.rendering import CompiledTemplate, TemplateCache
-from massmailer.spec import SQS_MAX_DELAY_SECONDS
+from massmailer.spec import CAMPAIGN_HEADER, MESSAGE_HEADER, SQS_MAX_DELAY_SECONDS
 from massmailer.store import Store, StoredCampaign, StoreUnavailable
 from massmailer.unsubscribe import Unsubscriber
 
@@ -291,11 +291,11 @@ def _claim_and_send(
         job = _job_for(ctx, campaign, claim.record)
         variables = {"email": recipient.email, **recipient.variables}
         headers = dict(job.headers)
-        headers["X-MassMailer-Message"] = recipient.message_id
+        headers[MESSAGE_HEADER] = recipient.message_id
         if job.bulk:
             token = ctx.unsubscriber.token(recipient.email, batch.campaign_id)
             variables.setdefault("unsubscribe_url", ctx.unsubscriber.url(recipient.email, batch.campaign_id, token))
-            headers["X-MassMailer-Campaign"] = batch.campaign_id or ""
+            headers[CAMPAIGN_HEADER] = batch.campaign_id or ""
             headers.update(ctx.unsubscriber.headers(recipient.email, batch.campaign_id, token))
         rendered = job.template.render(variables)
         attachments = _attachments_for(ctx, job, variables, batch.campaign_id)

@@ -43,6 +43,9 @@ class Settings(BaseModel):
     smtp_max_rate: float | None = Field(default=None, gt=0)  # emails/s; None: no limit of ours
     high_lane_reserve: float = Field(default=0.2, ge=0, lt=1)  # share of each provider's rate kept for high
     sender_concurrency: int = Field(default=8, ge=1, le=64)  # concurrent sends inside one invocation
+    # Write SES's message id to the provider-id index when a send is recorded: +1 WRU per email; only
+    # needed for SES identity notifications without our tag or header (see DynamoStore).
+    index_provider_ids: bool = False
     schedule_group: str | None = None
     scheduler_role_arn: str | None = None
 
@@ -81,6 +84,7 @@ class Settings(BaseModel):
             "smtp_max_rate": ENV.smtp_max_rate,
             "high_lane_reserve": ENV.high_lane_reserve,
             "sender_concurrency": ENV.sender_concurrency,
+            "index_provider_ids": ENV.index_provider_ids,
             "schedule_group": ENV.schedule_group,
             "scheduler_role_arn": ENV.scheduler_role_arn,
         }

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 APP = "massmailer"
 METRICS_NAMESPACE = "MassMailer"  # CloudWatch namespace of the functions' EMF metrics
+
+# Headers on every email that tie a notification (bounce, complaint, delivery) to our record.
+MESSAGE_HEADER = "X-MassMailer-Message"
+CAMPAIGN_HEADER = "X-MassMailer-Campaign"
 MAX_RECIPIENTS_PER_BATCH = 50  # SES SendEmail's limit, and the size of one queue message
 SQS_MAX_MESSAGE_BYTES = 256 * 1024  # the SQS default maximum message size
 SQS_MAX_DELAY_SECONDS = 900
@@ -118,17 +122,25 @@ BOUNCE_QUEUE = QueueSpec(
 QUEUES: tuple[QueueSpec, ...] = (HIGH_LANE, LOW_LANE, SPLIT_QUEUE, BOUNCE_QUEUE)
 LANES = {"high": HIGH_LANE, "low": LOW_LANE}
 
+# What the configuration set publishes. Not SEND: the sender records SENT itself, so a Send event
+# would only cost an SNS publish, an SQS message and a write per email. DELIVERY is per stage
+# (``sending.track_deliveries``): it is what moves a record to DELIVERED, at about $1.6 per 1M emails
+# (SNS + SQS + one write) — more than the rest of the pipeline's AWS bill for the same emails.
 SES_EVENT_TYPES = (
-    "SEND",
     "REJECT",
     "BOUNCE",
     "COMPLAINT",
-    "DELIVERY",
     "DELIVERY_DELAY",
     "RENDERING_FAILURE",
     "OPEN",
     "CLICK",
 )
+SES_DELIVERY_EVENT = "DELIVERY"
+
+
+def ses_event_types(track_deliveries: bool) -> tuple[str, ...]:
+    """The configuration set's event types for a stage."""
+    return (*SES_EVENT_TYPES, SES_DELIVERY_EVENT) if track_deliveries else SES_EVENT_TYPES
 
 
 def resource_name(stage: str, suffix: str) -> str:
@@ -196,6 +208,7 @@ class EnvNames:
     smtp_max_rate: str = "MM_SMTP_MAX_RATE"
     high_lane_reserve: str = "MM_HIGH_LANE_RESERVE"
     sender_concurrency: str = "MM_SENDER_CONCURRENCY"
+    index_provider_ids: str = "MM_INDEX_PROVIDER_IDS"
     schedule_group: str = "MM_SCHEDULE_GROUP"
     scheduler_role_arn: str = "MM_SCHEDULER_ROLE_ARN"
     stage: str = "MM_STAGE"

@@ -10,7 +10,7 @@ Key shapes (the table's keys and index names come from ``massmailer.spec.JOB_TAB
 item                   PK                    SK      notes
 =====================  ====================  ======  ==========================================
 campaign               CAMPAIGN#<id>         META    content, counters (c_*), split cursor
-message record         MSG#<message_id>      MSG     status, attempts, lease; GSI1PK=PMID#<id>
+message record         MSG#<message_id>      MSG     status, attempts, lease; GSI1PK=PMID#<id> (opt-in)
 suppression            SUPP#<address key>    SUPP    reason, details
 idempotency key        IDEMP#<key>           IDEMP   request hash + stored response, TTL 24 h
 processed SES event    EVT#<digest>          EVT     de-duplicates notifications, TTL 30 days
@@ -178,12 +178,20 @@ def campaign_from_item(item: Mapping[str, Any]) -> StoredCampaign:
 
 
 class DynamoStore:
-    """The single-table DynamoDB adapter. ``table`` is a boto3 ``Table`` resource."""
+    """The single-table DynamoDB adapter. ``table`` is a boto3 ``Table`` resource.
 
-    def __init__(self, table: Any, clock: Any = time.time) -> None:
+    ``index_provider_ids``: also write SES's message id into the provider-id index (GSI1) when a
+    send is recorded. Off by default: the index costs one more write request unit per email, and
+    notifications find their record by the ``message_id`` tag or the ``X-MassMailer-Message``
+    header instead; turn it on (``MM_INDEX_PROVIDER_IDS=1``) for SES identity notifications that
+    carry neither.
+    """
+
+    def __init__(self, table: Any, clock: Any = time.time, *, index_provider_ids: bool = False) -> None:
         self._table = table
         self._clock = clock
         self._client = table.meta.client
+        self._index_provider_ids = index_provider_ids
 
     # -- helpers --------------------------------------------------------------------------------
     def _call(self, fn: Any, **kwargs: Any) -> Any:
@@ -360,19 +368,15 @@ class DynamoStore:
         own Delivery/Bounce/Complaint notification got there first, its status stands and only the
         provider fields are written."""
         now = self._clock()
-        index = JOB_TABLE.indexes[0]
-        names = {"#g1pk": index.partition_key, "#g1sk": index.sort_key}
-        values: dict[str, Any] = {
-            ":p": provider,
-            ":pmid": provider_message_id,
-            ":iso": _now_iso(now),
-            ":g1pk": provider_index_key(provider_message_id)[index.partition_key],
-            ":g1sk": provider_index_key(provider_message_id)[index.sort_key],
-        }
-        fields = (
-            "provider = :p, provider_message_id = :pmid, sent_at = :iso, updated_at = :iso, "
-            "#g1pk = :g1pk, #g1sk = :g1sk"
-        )
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":p": provider, ":pmid": provider_message_id, ":iso": _now_iso(now)}
+        fields = "provider = :p, provider_message_id = :pmid, sent_at = :iso, updated_at = :iso"
+        if self._index_provider_ids:
+            index = JOB_TABLE.indexes[0]
+            names = {"#g1pk": index.partition_key, "#g1sk": index.sort_key}
+            values[":g1pk"] = provider_index_key(provider_message_id)[index.partition_key]
+            values[":g1sk"] = provider_index_key(provider_message_id)[index.sort_key]
+            fields += ", #g1pk = :g1pk, #g1sk = :g1sk"
         try:
             self._call(
                 self._table.update_item,
@@ -394,7 +398,7 @@ class DynamoStore:
                 self._table.update_item,
                 Key=message_key(message_id),
                 UpdateExpression=f"SET {fields} REMOVE lease_until, claim_token",
-                ExpressionAttributeNames=names,
+                **({"ExpressionAttributeNames": names} if names else {}),
                 ExpressionAttributeValues=values,
             )
 

@@ -54,7 +54,7 @@ def client(service: str) -> Any:
 @cache
 def store() -> DynamoStore:
     table = boto3.session.Session().resource("dynamodb", config=_CONFIG).Table(settings().table_name)
-    return DynamoStore(table)
+    return DynamoStore(table, index_provider_ids=settings().index_provider_ids)
 
 
 def _queue() -> SqsQueue:

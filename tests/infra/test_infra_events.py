@@ -36,8 +36,11 @@ def test_configuration_set_publishes_every_spec_event_type_to_the_events_topic(s
     }
     assert props["EventDestination"]["Enabled"] is True
     assert sorted(props["EventDestination"]["MatchingEventTypes"]) == sorted(
-        CFN_EVENT_TYPE[t] for t in spec.SES_EVENT_TYPES
+        CFN_EVENT_TYPE[t] for t in spec.ses_event_types(synth.config.sending.track_deliveries)
     )
+    # Never Send (the sender records SENT itself); Delivery only where the stage tracks deliveries.
+    assert "send" not in props["EventDestination"]["MatchingEventTypes"]
+    assert ("delivery" in props["EventDestination"]["MatchingEventTypes"]) is synth.config.sending.track_deliveries
     assert props["EventDestination"]["SnsDestination"] == {"TopicARN": {"Ref": _topic_id(synth)}}
 
 
@@ -98,7 +101,9 @@ def test_ses_event_destination_as_template_assertion(synth: Synthesized) -> None
         {
             "EventDestination": Match.object_like(
                 {
-                    "MatchingEventTypes": Match.array_equals([CFN_EVENT_TYPE[t] for t in spec.SES_EVENT_TYPES]),
+                    "MatchingEventTypes": Match.array_equals(
+                        [CFN_EVENT_TYPE[t] for t in spec.ses_event_types(synth.config.sending.track_deliveries)]
+                    ),
                     "SnsDestination": {"TopicARN": {"Ref": _topic_id(synth)}},
                 }
             )

@@ -53,7 +53,7 @@ def table(dynamodb: Any) -> Any:
 
 @pytest.fixture
 def store(table: Any) -> DynamoStore:
-    store = DynamoStore(table)
+    store = DynamoStore(table, index_provider_ids=True)  # the fixtures carry SES ids only (no tag)
     store.put_campaign(make_campaign(CAMPAIGN))
     return store
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import boto3
 import pytest
@@ -23,16 +24,35 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["dynamodb", "memory"])
-def store_and_clock(request: pytest.FixtureRequest, aws_env: None) -> Iterator[tuple[object, Clock]]:
-    clock = Clock()
-    if request.param == "memory":
-        yield InMemoryStore(clock=clock), clock
+@contextmanager
+def _open_store(kind: str, clock: Clock, index_provider_ids: bool) -> Iterator[object]:
+    if kind == "memory":
+        yield InMemoryStore(clock=clock, index_provider_ids=index_provider_ids)
         return
     with mock_aws():
         resources = provision("contract")
         table = boto3.resource("dynamodb").Table(resources["table"])
-        yield DynamoStore(table, clock=clock), clock
+        yield DynamoStore(table, clock=clock, index_provider_ids=index_provider_ids)
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def store_and_clock(request: pytest.FixtureRequest, aws_env: None) -> Iterator[tuple[object, Clock]]:
+    """A store that indexes provider message ids (the opt-in), so every lookup can be checked."""
+    clock = Clock()
+    with _open_store(request.param, clock, index_provider_ids=True) as store:
+        yield store, clock
+
+
+@pytest.mark.parametrize("kind", ["dynamodb", "memory"])
+def test_provider_ids_are_not_indexed_unless_asked(kind: str, aws_env: None) -> None:
+    """The default store writes no provider-id index entry (one write unit less per email)."""
+    with _open_store(kind, Clock(), index_provider_ids=False) as store:
+        claim = _claim(store)
+        store.record_sent("m1", claim.token, "ses", "ses-123")
+        record = store.get_message("m1")
+        assert record["status"] == "SENT" and record["provider_message_id"] == "ses-123"
+        assert "GSI1PK" not in record
+        assert store.find_by_provider_id("ses-123") is None
 
 
 def _claim(store, mid: str = "m1", attempt: int = 0):  # type: ignore[no-untyped-def]

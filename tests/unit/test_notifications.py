@@ -39,6 +39,11 @@ OWN_EVENTS = REPO / "tests" / "events" / "ses"
 SHARED_EVENTS = REPO.parent / "shared" / "fixtures" / "ses-events"
 
 
+def _store() -> InMemoryStore:
+    """The fixtures are SES's own samples: no ``message_id`` tag, so records are found by SES's id."""
+    return InMemoryStore(index_provider_ids=True)
+
+
 def events_dir() -> Path:
     """Our copy of the SES fixtures, else the shared originals beside the repository."""
     for directory in (OWN_EVENTS, SHARED_EVENTS):
@@ -216,7 +221,7 @@ def test_every_fixture_file_has_an_expectation() -> None:
 
 @pytest.mark.parametrize("name", list(BY_FILE))
 def test_fixture_suppresses_exactly_the_named_addresses(name: str) -> None:
-    case, store = BY_FILE[name], InMemoryStore()
+    case, store = BY_FILE[name], _store()
 
     reports = process_file(store, name)
 
@@ -237,7 +242,7 @@ def test_fixture_suppresses_exactly_the_named_addresses(name: str) -> None:
 def test_fixture_reports_the_expected_statuses(name: str) -> None:
     case = BY_FILE[name]
 
-    reports = process_file(InMemoryStore(), name)
+    reports = process_file(_store(), name)
 
     for provider_message_id, by_address in case["status"].items():
         for address, expected in by_address.items():
@@ -269,7 +274,7 @@ def test_fixture_reports_the_expected_statuses(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(BY_FILE))
 def test_fixture_counts_soft_bounces_and_engagement_and_ignores(name: str) -> None:
-    case, store = BY_FILE[name], InMemoryStore()
+    case, store = BY_FILE[name], _store()
 
     reports = process_file(store, name)
 
@@ -297,7 +302,7 @@ def test_fixture_counts_soft_bounces_and_engagement_and_ignores(name: str) -> No
 
 @pytest.mark.parametrize("name", WITH_STATUS)
 def test_fixture_moves_our_records_and_campaign_counters(name: str) -> None:
-    case, store = BY_FILE[name], InMemoryStore()
+    case, store = BY_FILE[name], _store()
     records = given_records_for(store, case)
 
     process_file(store, name)
@@ -321,7 +326,7 @@ def test_fixture_moves_our_records_and_campaign_counters(name: str) -> None:
 
 @pytest.mark.parametrize("name", ENVELOPES)
 def test_envelope_through_the_handler_acknowledges_every_record(name: str) -> None:
-    case, store = BY_FILE[name], InMemoryStore()
+    case, store = BY_FILE[name], _store()
 
     response = bounce_handler.handler(load_event(name), LambdaContext(), store=store)
 
@@ -333,7 +338,7 @@ def test_envelope_through_the_handler_acknowledges_every_record(name: str) -> No
 
 @pytest.mark.parametrize("name", list(BY_FILE))
 def test_replaying_a_fixture_changes_nothing(name: str) -> None:
-    case, store = BY_FILE[name], InMemoryStore()
+    case, store = BY_FILE[name], _store()
     if case["status"]:
         given_records_for(store, case)
     process_file(store, name)
@@ -350,7 +355,7 @@ def test_replaying_a_fixture_changes_nothing(name: str) -> None:
 
 def test_files_sharing_message_and_feedback_ids_are_not_mistaken_for_replays() -> None:
     # event-bounce.json and event-complaint.json share mail.messageId AND feedbackId (rule 7).
-    store = InMemoryStore()
+    store = _store()
 
     bounce = process_notification(store, load_text("event-bounce.json"))
     complaint = process_notification(store, load_text("event-complaint.json"))
@@ -361,7 +366,7 @@ def test_files_sharing_message_and_feedback_ids_are_not_mistaken_for_replays() -
 
 
 def test_the_same_notification_via_sns_and_via_sqs_is_one_event() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_campaign(store)
     given_sent(store, "m1", "jane@example.com", "00000138111222aa-33322211-cccc-cccc-cccc-ddddaaaa0680-000000")
 
@@ -377,7 +382,7 @@ def test_the_same_notification_via_sns_and_via_sqs_is_one_event() -> None:
 
 
 def test_send_event_settles_a_record_the_sender_could_not_mark_sent_through_its_tag() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_sent(store, "msg-42", "recipient@example.com", provider_message_id=None, campaign_id=None)
     tags = {**load_event("event-send.json")["mail"]["tags"], "message_id": ["msg-42"]}
 
@@ -389,7 +394,7 @@ def test_send_event_settles_a_record_the_sender_could_not_mark_sent_through_its_
 
 
 def test_without_tag_or_provider_id_the_record_is_not_found_and_left_alone() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_sent(store, "msg-42", "recipient@example.com", provider_message_id=None, campaign_id=None)
 
     report = process_notification(store, load_text("event-send.json"))
@@ -400,7 +405,7 @@ def test_without_tag_or_provider_id_the_record_is_not_found_and_left_alone() -> 
 
 
 def test_tag_is_preferred_to_the_provider_id_and_carries_the_campaign() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_campaign(store)
     given_sent(store, "cmp-spring.a1", "bounce@simulator.amazonses.com", "pmid-1")
     given_sent(store, "cmp-spring.b2", "other@example.com", "pmid-tagged-elsewhere")
@@ -416,8 +421,33 @@ def test_tag_is_preferred_to_the_provider_id_and_carries_the_campaign() -> None:
     assert counts(store)["bounced"] == 1
 
 
-def test_addresses_are_compared_case_insensitively() -> None:
+def test_without_a_tag_the_massmailer_header_finds_the_record_when_ids_are_not_indexed() -> None:
+    store = InMemoryStore()  # the default store: no provider-id index
+    given_campaign(store)
+    given_sent(store, "cmp-spring.a1", "bounce@simulator.amazonses.com", "pmid-1")
+    headers = [{"name": "From", "value": "x@example.com"}, {"name": "x-massmailer-message", "value": " cmp-spring.a1 "}]
+
+    with_header = bounce_for("bounce@simulator.amazonses.com", "pmid-1", headers=headers)
+    report = process_notification(store, with_header)
+
+    assert report.message_id == "cmp-spring.a1"
+    assert store.get_message("cmp-spring.a1")["status"] == Status.BOUNCED
+    assert counts(store)["bounced"] == 1
+
+
+def test_without_tag_header_or_index_the_address_is_still_suppressed() -> None:
     store = InMemoryStore()
+    given_sent(store, "m-9", "bounce@simulator.amazonses.com", "pmid-9")
+
+    report = process_notification(store, bounce_for("bounce@simulator.amazonses.com", "pmid-9", headers=[]))
+
+    assert report.message_id is None
+    assert store.get_message("m-9")["status"] == Status.SENT
+    assert store.is_suppressed("bounce@simulator.amazonses.com")
+
+
+def test_addresses_are_compared_case_insensitively() -> None:
+    store = _store()
     given_campaign(store)
     given_sent(store, "m1", "Jane@Example.com", "pmid-1")
     store.suppress("JANE@example.com", "unsubscribe")
@@ -431,7 +461,7 @@ def test_addresses_are_compared_case_insensitively() -> None:
 
 
 def test_named_recipients_with_display_names_are_understood() -> None:
-    store = InMemoryStore()
+    store = _store()
     document = bounce_for("x@example.com", "pmid-1")
     document["bounce"]["bouncedRecipients"][0]["emailAddress"] = '"Jane Doe" <Jane@Example.com>'
 
@@ -453,7 +483,7 @@ def event_for_m1(name: str) -> dict[str, Any]:
 
 
 def test_open_after_delivery_counts_the_open_and_keeps_delivered() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_one_sent_record(store)
 
     process_notification(store, event_for_m1("event-delivery.json"))
@@ -468,7 +498,7 @@ def test_open_after_delivery_counts_the_open_and_keeps_delivered() -> None:
 
 
 def test_late_delivery_never_undoes_a_bounce() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_one_sent_record(store)
 
     process_notification(store, event_for_m1("event-bounce.json"))
@@ -479,7 +509,7 @@ def test_late_delivery_never_undoes_a_bounce() -> None:
 
 
 def test_transient_bounce_after_delivery_is_counted_but_does_not_downgrade() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_one_sent_record(store)
     ooto = bounce_for("recipient@example.com", "pmid-1", bounce_type="Transient")
 
@@ -495,7 +525,7 @@ def test_transient_bounce_after_delivery_is_counted_but_does_not_downgrade() -> 
 
 
 def test_delivery_after_a_soft_bounce_settles_as_delivered() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_one_sent_record(store)
 
     process_notification(store, bounce_for("recipient@example.com", "pmid-1", bounce_type="Transient"))
@@ -506,7 +536,7 @@ def test_delivery_after_a_soft_bounce_settles_as_delivered() -> None:
 
 
 def test_two_different_soft_bounces_count_twice_on_the_record() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_one_sent_record(store)
     second = bounce_for("recipient@example.com", "pmid-1", bounce_type="Transient")
     second["bounce"]["feedbackId"] = "another-feedback-id"
@@ -519,7 +549,7 @@ def test_two_different_soft_bounces_count_twice_on_the_record() -> None:
 
 
 def test_complaint_after_delivery_suppresses_and_counts() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_one_sent_record(store)
 
     process_notification(store, event_for_m1("event-delivery.json"))
@@ -531,7 +561,7 @@ def test_complaint_after_delivery_suppresses_and_counts() -> None:
 
 
 def test_reject_fails_the_message_without_suppressing_anyone() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_one_sent_record(store)
 
     report = process_notification(store, event_for_m1("event-reject.json"))
@@ -544,7 +574,7 @@ def test_reject_fails_the_message_without_suppressing_anyone() -> None:
 
 
 def test_delivery_delay_keeps_the_status_and_notes_the_delay() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_one_sent_record(store)
 
     report = process_notification(store, event_for_m1("event-deliverydelay.json"))
@@ -558,7 +588,7 @@ def test_delivery_delay_keeps_the_status_and_notes_the_delay() -> None:
 @pytest.mark.parametrize("type_key", ["eventType", "notificationType"])
 @pytest.mark.parametrize("kind", ["Rendering Failure", "RenderingFailure"])
 def test_both_type_keys_and_both_spellings_of_rendering_failure(type_key: str, kind: str) -> None:
-    store = InMemoryStore()
+    store = _store()
     given_one_sent_record(store)
     document = event_for_m1("event-rendering-failure.json")
     del document["eventType"]
@@ -574,7 +604,7 @@ def test_both_type_keys_and_both_spellings_of_rendering_failure(type_key: str, k
 
 
 def test_campaign_pauses_when_its_bounce_rate_reaches_the_threshold() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_campaign(store, sent=100)
     for i in range(5):
         given_sent(store, f"m{i}", f"user{i}@example.com", f"pmid-{i}")
@@ -588,7 +618,7 @@ def test_campaign_pauses_when_its_bounce_rate_reaches_the_threshold() -> None:
 
 
 def test_one_complaint_in_a_hundred_is_noise_and_does_not_pause() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_campaign(store, sent=100)
     given_sent(store, "m1", "recipient@example.com", "pmid-1")
 
@@ -598,7 +628,7 @@ def test_one_complaint_in_a_hundred_is_noise_and_does_not_pause() -> None:
 
 
 def test_campaign_pauses_on_three_complaints_in_a_thousand() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_campaign(store, sent=1000)
     store.add_campaign_counts(CAMPAIGN, {"complained": 2})  # two earlier complaints
     given_sent(store, "m1", "recipient@example.com", "pmid-1")
@@ -611,7 +641,7 @@ def test_campaign_pauses_on_three_complaints_in_a_thousand() -> None:
 
 
 def test_small_samples_do_not_pause_a_campaign() -> None:
-    store = InMemoryStore()
+    store = _store()
     given_campaign(store, sent=10)
     for i in range(5):
         given_sent(store, f"m{i}", f"user{i}@example.com", f"pmid-{i}")
@@ -637,7 +667,7 @@ def test_small_samples_do_not_pause_a_campaign() -> None:
     ],
 )
 def test_unknown_input_is_acknowledged_without_state_change(message: Any) -> None:
-    store = InMemoryStore()
+    store = _store()
 
     report = process_notification(store, message)
 
@@ -648,14 +678,14 @@ def test_unknown_input_is_acknowledged_without_state_change(message: Any) -> Non
 @pytest.mark.parametrize("sns_type", ["SubscriptionConfirmation", "UnsubscribeConfirmation"])
 def test_sns_control_messages_are_ignored(sns_type: str) -> None:
     body = json.dumps({"Type": sns_type, "TopicArn": "arn:aws:sns:x:1:t", "Message": "You have chosen to subscribe"})
-    store = InMemoryStore()
+    store = _store()
 
     assert process_sns_payload(store, body).ignored == f"SNS {sns_type} message"
     assert store.writes == 0
 
 
 def test_raw_message_delivery_bodies_are_processed_too() -> None:
-    store = InMemoryStore()
+    store = _store()
 
     report = process_sns_payload(store, load_text("identity-complaint-abuse-simulator.json"))
 
@@ -669,7 +699,7 @@ def test_unknown_and_null_fields_are_tolerated() -> None:
     document["bounce"]["bouncedRecipients"][0]["diagnosticCode"] = None
     document["mail"]["headers"] = None
     document["mail"]["tags"] = None
-    store = InMemoryStore()
+    store = _store()
 
     report = process_notification(store, document)
 
@@ -681,9 +711,9 @@ def test_a_known_type_with_the_wrong_shape_is_a_poison_message() -> None:
     document["bounce"]["bouncedRecipients"] = "jane@example.com"
 
     with pytest.raises(MalformedNotification, match="bouncedRecipients"):
-        process_notification(InMemoryStore(), document)
+        process_notification(_store(), document)
 
-    response = bounce_handler.handler(sqs_event(sns_body(document)), LambdaContext(), store=InMemoryStore())
+    response = bounce_handler.handler(sqs_event(sns_body(document)), LambdaContext(), store=_store())
     assert response == {"batchItemFailures": [{"itemIdentifier": "sqs-0"}]}
 
 
@@ -694,7 +724,7 @@ class StoreDownFor(InMemoryStore):
     """Unavailable for one address's suppression, or for the next ``apply_failures`` status updates."""
 
     def __init__(self, address: str | None = None, apply_failures: int = 0) -> None:
-        super().__init__()
+        super().__init__(index_provider_ids=True)
         self.down_for = address
         self.apply_failures = apply_failures
 
@@ -771,7 +801,7 @@ def test_handler_publishes_metrics_and_never_logs_full_addresses(
     original = powertools_handler.setStream(logs)
     caplog.set_level(logging.DEBUG)
     try:
-        bounce_handler.handler(load_event("envelope-sqs-sns-batch-mixed.json"), LambdaContext(), store=InMemoryStore())
+        bounce_handler.handler(load_event("envelope-sqs-sns-batch-mixed.json"), LambdaContext(), store=_store())
     finally:
         powertools_handler.setStream(original)
 
