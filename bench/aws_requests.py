@@ -3,10 +3,11 @@
 A real moto run (in process) of one campaign through the real handlers and the real wiring:
 ingest (``POST /v1/campaigns``) → splitter → both lanes → sender (SES v2 as the provider), each
 queue drained by ``local.event_source`` as Lambda's event source mapping would, stage after stage so
-moto's queues stay short (moto's SQS receive scans the whole queue). Then the notification stage:
-for a sample of the sent emails, the SES events the configuration set publishes for every delivered
-email (``Send`` and ``Delivery``) are published to the SNS topic as SES would, and the bounce
-handler drains them from its queue.
+moto's queues stay short (moto's SQS receive scans the whole queue). Then two event stages: for a
+sample of the sent emails SES ``Delivery`` events, for another sample ``Bounce`` events (Permanent),
+are published to the SNS topic as SES would, and the bounce handler drains them from its queue;
+each is costed per event and weighted per email: Delivery once per email on stages that track
+deliveries, Bounce at ``BOUNCE_RATE``. (The configuration set does not publish ``Send``.)
 
 Counting: two handlers appended to ``botocore.handlers.BUILTIN_HANDLERS`` — so every client and
 resource the code creates carries them — see each call's parameters (``before-parameter-build``)
@@ -352,8 +353,26 @@ def ses_event(kind: str, ses_message_id: str, address: str, tags: dict[str, str]
             **{k: [v] for k, v in tags.items()},
         },
     }
-    if kind == "Send":
-        return {"eventType": "Send", "mail": mail, "send": {}}
+    if kind == "Bounce":
+        return {
+            "eventType": "Bounce",
+            "mail": mail,
+            "bounce": {
+                "bounceType": "Permanent",
+                "bounceSubType": "General",
+                "bouncedRecipients": [
+                    {
+                        "emailAddress": address,
+                        "action": "failed",
+                        "status": "5.1.1",
+                        "diagnosticCode": "smtp; 550 5.1.1 user unknown",
+                    }
+                ],
+                "timestamp": now,
+                "feedbackId": f"fb-{ses_message_id}",
+                "reportingMTA": "dsn; a8-1.smtp-out.amazonses.com",
+            },
+        }
     return {
         "eventType": "Delivery",
         "mail": mail,
@@ -486,15 +505,17 @@ def moto_campaign_run(recipients: int, notify_sample: int, ses_rate: float) -> d
                 sent = [r for r in records if r.get("status", {}).get("S") == "SENT"]
                 statuses = Counter(r.get("status", {}).get("S") for r in records)
 
-                # 4. notify: Send + Delivery events for a sample of the sent emails, SNS → SQS → bounce λ
+                # 4. events, SNS → SQS → bounce λ, each kind for its own sample of the sent emails:
+                # Delivery (stages tracking deliveries get one per email) and Bounce (a few percent).
                 sns = boto3.client("sns")
-                sample = sent[: max(0, min(notify_sample, len(sent)))]
+                n = max(0, min(notify_sample, len(sent) // 2))
+                samples = {"deliveries": ("Delivery", sent[:n]), "bounces": ("Bounce", sent[n : n + n // 2])}
                 bounce_source = source("bounce", "bounce", bounce_handler.handler)
-                with counter.counting("notify"):
-                    for start in range(0, len(sample), 50):  # publish a slice, drain it: short queues
-                        for record in sample[start : start + 50]:
-                            tags = {"message_id": record["message_id"]["S"], "campaign_id": campaign_id}
-                            for kind in ("Send", "Delivery"):
+                for stage_name, (kind, sample) in samples.items():
+                    with counter.counting(stage_name):
+                        for start in range(0, len(sample), 50):  # publish a slice, drain it: short queues
+                            for record in sample[start : start + 50]:
+                                tags = {"message_id": record["message_id"]["S"], "campaign_id": campaign_id}
                                 event = ses_event(
                                     kind,
                                     record["provider_message_id"]["S"],
@@ -503,7 +524,7 @@ def moto_campaign_run(recipients: int, notify_sample: int, ses_rate: float) -> d
                                     resources["env"]["MM_SES_CONFIGURATION_SET"],
                                 )
                                 sns.publish(TopicArn=resources["topic_arn"], Message=json.dumps(event))
-                        drain([bounce_source])
+                            drain([bounce_source])
                 sizes.update(_table_sizes(low_level, table))
                 final = _campaign_counts(ingest_handler, api_event, LambdaContext, campaign_id)
                 dlq_depths = {
@@ -521,12 +542,13 @@ def moto_campaign_run(recipients: int, notify_sample: int, ses_rate: float) -> d
 
     gsi_pks: set[str] = set()
     stages = {}
-    for name in ("ingest", "split", "send", "notify"):
+    for name in STAGES:
         count = counter.stages[name]
         stages[name] = {
             "calls": {f"{s}.{o}": n for (s, o), n in sorted(count.calls.items())},
             "errors": {f"{s}.{o}.{e}": n for (s, o, e), n in sorted(count.errors.items())},
-            "sqs_billed_requests": count.sqs_billed,
+            # + what SNS delivers to its one SQS subscriber (the bounce queue): SQS bills each as a send
+            "sqs_billed_requests": count.sqs_billed + count.sns_billed,
             "sns_billed_publishes": count.sns_billed,
             "dynamodb": {
                 "write_requests": len(count.writes),
@@ -545,7 +567,7 @@ def moto_campaign_run(recipients: int, notify_sample: int, ses_rate: float) -> d
         "recipients": recipients,
         "sent": len(sent),
         "statuses": dict(statuses),
-        "notify_sample": len(sample),
+        "event_samples": {name: len(sample) for name, (_, sample) in samples.items()},
         "campaign_counts": final,
         "dlq_depths": dlq_depths,
         "stages": stages,
@@ -568,18 +590,26 @@ def _campaign_counts(ingest_handler: Any, api_event: Any, lambda_context: Any, c
 
 
 def per_email(
-    run: dict[str, Any], stages: tuple[str, ...], cpu_per_email: dict[str, float] | None = None
+    run: dict[str, Any],
+    stages: tuple[str, ...],
+    cpu_per_email: dict[str, float] | None = None,
+    events_per_email: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Requests and units per sent email over ``stages`` (the notify stage scaled from its sample).
-    ``cpu_per_email`` replaces a function's moto-run CPU by a figure measured without moto."""
+    """Requests and units per sent email over ``stages``. An event stage is taken per event of its
+    sample, times ``per_email`` events per email (its share: 1.0 for Delivery, the bounce rate for
+    Bounce). ``cpu_per_email`` replaces a function's moto-run CPU by a figure measured without moto."""
     sent = run["sent"] or 1
     totals: Counter[str] = Counter()
     for name in stages:
         st = run["stages"][name]
-        denominator = (run["notify_sample"] or 1) if name == "notify" else sent
+        if name in EVENT_STAGES:
+            f = (events_per_email or {}).get(name, 1.0) / (run["event_samples"][name] or 1)
+        else:
+            f = 1.0 / sent
         calls = st["calls"]
-        f = 1.0 / denominator
-        totals["sqs_requests"] += sum(n for k, n in calls.items() if k.startswith("sqs.")) * f
+        totals["sqs_requests"] += (
+            sum(n for k, n in calls.items() if k.startswith("sqs.")) + st["sns_billed_publishes"]
+        ) * f
         totals["sqs_billed"] += st["sqs_billed_requests"] * f
         totals["ddb_write_requests"] += st["dynamodb"]["write_requests"] * f
         totals["ddb_read_requests"] += st["dynamodb"]["read_requests"] * f
@@ -622,7 +652,11 @@ def cost_per_million(pe: dict[str, float], campaign_size: int, arch: str = "arm"
 
 
 SEND_PATH = ("ingest", "split", "send")
-FULL = ("ingest", "split", "send", "notify")
+EVENT_STAGES = ("deliveries", "bounces")
+STAGES = (*SEND_PATH, *EVENT_STAGES)
+# Bounces and complaints per email assumed in the cost: SES puts an account under review at 5 %
+# bounces; 2 % is a list in ordinary health (complaints are a tenth of that and cost the same).
+BOUNCE_RATE = 0.02
 
 
 def run(
@@ -665,25 +699,49 @@ def run(
             digits=4,
         ),
         "ses": Row("aws.ses", "SES SendEmail / email", "req", higher_is_better=False, digits=3),
-        "notify_writes": Row(
-            "aws.notify_ddb_writes",
-            "+ SES events (Send+Delivery): DynamoDB writes / email",
+        "delivery_writes": Row(
+            "aws.delivery_ddb_writes",
+            "per Delivery event: DynamoDB write requests",
             "req",
             higher_is_better=False,
             digits=3,
         ),
-        "sns": Row("aws.sns", "+ SES events: SNS publishes / email", "req", higher_is_better=False, digits=3),
+        "bounce_writes": Row(
+            "aws.bounce_ddb_writes",
+            "per Bounce event: DynamoDB write requests",
+            "req",
+            higher_is_better=False,
+            digits=3,
+        ),
+        "event_sqs": Row(
+            "aws.event_sqs",
+            "per SES event: SQS requests (SNS → queue → bounce λ)",
+            "req",
+            higher_is_better=False,
+            digits=3,
+        ),
         "lambda_cpu_sender": Row(
             "aws.lambda_cpu_sender", "sender λ CPU / email, AWS adapters (HTTP canned)", "µs", higher_is_better=False
         ),
         "cost_send": Row(
-            "aws.cost_send_path", "cost per 1M emails, send path (excl. SES)", "$", higher_is_better=False, digits=3
+            "aws.cost_send_path",
+            "cost per 1M emails, send path only (excl. SES)",
+            "$",
+            higher_is_better=False,
+            digits=3,
         ),
         "cost_total": Row(
             "aws.cost_total",
-            "cost per 1M emails incl. SES event processing (excl. SES)",
+            f"cost per 1M emails, send path + bounce/complaint events at {BOUNCE_RATE:.0%} (prod; excl. SES)",
             "$",
             target=TARGET_COST,
+            higher_is_better=False,
+            digits=3,
+        ),
+        "cost_deliveries": Row(
+            "aws.cost_with_deliveries",
+            "cost per 1M emails, the same + Delivery tracking (dev default; excl. SES)",
+            "$",
             higher_is_better=False,
             digits=3,
         ),
@@ -706,10 +764,13 @@ def run(
         if result["sent"] != recipients:
             raise RuntimeError(f"moto run: {result['sent']} of {recipients} sent ({result['statuses']})")
         send = per_email(result, SEND_PATH, {"sender": sender_cpu})
-        full = per_email(result, FULL, {"sender": sender_cpu})
-        notify = per_email(result, ("notify",))
+        prod = per_email(result, (*SEND_PATH, "bounces"), {"sender": sender_cpu}, {"bounces": BOUNCE_RATE})
+        tracked = per_email(result, STAGES, {"sender": sender_cpu}, {"bounces": BOUNCE_RATE, "deliveries": 1.0})
+        per_delivery = per_email(result, ("deliveries",))
+        per_bounce = per_email(result, ("bounces",))
         cost_send = cost_per_million(send, recipients)
-        cost_full = cost_per_million(full, recipients)
+        cost_prod = cost_per_million(prod, recipients)
+        cost_tracked = cost_per_million(tracked, recipients)
         rows["ddb_writes"].samples.append(send["ddb_write_requests"])
         rows["ddb_cond"].samples.append(send["ddb_conditional_failures"])
         rows["ddb_reads"].samples.append(send["ddb_read_requests"])
@@ -717,11 +778,13 @@ def run(
         rows["ddb_rru"].samples.append(send["ddb_rru"])
         rows["sqs"].samples.append(send["sqs_requests"])
         rows["ses"].samples.append(send["ses_send"])
-        rows["notify_writes"].samples.append(notify["ddb_write_requests"])
-        rows["sns"].samples.append(notify["sns_publish"])
+        rows["delivery_writes"].samples.append(per_delivery["ddb_write_requests"])
+        rows["bounce_writes"].samples.append(per_bounce["ddb_write_requests"])
+        rows["event_sqs"].samples.append(per_delivery["sqs_requests"])
         rows["cost_send"].samples.append(cost_send["total_excl_ses"])
-        rows["cost_total"].samples.append(cost_full["total_excl_ses"])
-        rows["cost_ses"].samples.append(cost_full["ses"])
+        rows["cost_total"].samples.append(cost_prod["total_excl_ses"])
+        rows["cost_deliveries"].samples.append(cost_tracked["total_excl_ses"])
+        rows["cost_ses"].samples.append(cost_send["ses"])
         moto_sender = result["stages"]["send"]["lambda_cpu_s"].get("sender", 0.0) / max(result["sent"], 1)
         runs.append(
             {
@@ -729,15 +792,20 @@ def run(
                 "sender_cpu_us_canned": sender_cpu * 1e6,
                 "sender_cpu_us_moto_run": moto_sender * 1e6,
                 "per_email_send_path": send,
-                "per_email_with_events": full,
+                "per_email_prod": prod,
+                "per_email_with_deliveries": tracked,
+                "per_delivery_event": per_delivery,
+                "per_bounce_event": per_bounce,
                 "cost_per_1m_send_path": cost_send,
-                "cost_per_1m_with_events": cost_full,
+                "cost_per_1m_prod": cost_prod,
+                "cost_per_1m_with_deliveries": cost_tracked,
             }
         )
     section.rows = list(rows.values())
     section.details = {
         "recipients": recipients,
-        "notify_sample": notify_sample,
+        "event_sample": notify_sample,
+        "bounce_rate_assumed": BOUNCE_RATE,
         "ses_max_rate": ses_rate,
         "prices_checked": CHECKED,
         "prices": {k: {"usd": v.usd, "per": v.per, "source": v.source} for k, v in PRICES.items()},

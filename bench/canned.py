@@ -84,7 +84,11 @@ class CannedAws:
             return {"Attributes": {**body["Key"], "status": {"S": "SENDING"}, "n": {"N": "1"}}}
         if op == "BatchGetItem":
             return {"Responses": {table: [] for table in body.get("RequestItems", {})}, "UnprocessedKeys": {}}
-        if op in ("Query", "Scan"):
+        if op == "Query":  # the one partition the condition names (the store queries by PK only)
+            pk = next(iter(body.get("ExpressionAttributeValues", {}).values()), {}).get("S")
+            items = [item for (item_pk, _), item in sorted(self.items.items()) if item_pk == pk]
+            return {"Items": items, "Count": len(items), "ScannedCount": len(items)}
+        if op == "Scan":
             return {"Items": [], "Count": 0, "ScannedCount": 0}
         raise RuntimeError(f"no canned answer for DynamoDB {op}")
 

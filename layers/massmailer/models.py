@@ -241,6 +241,10 @@ class BatchMessage(BaseModel):
     campaign_id: str | None = None
     lane: Lane
     recipients: list[BatchRecipient] = Field(min_length=1, max_length=MAX_RECIPIENTS_PER_BATCH)
+    # When the splitter checked these recipients against the suppression list (epoch seconds): the
+    # sender skips its own check while that is fresh (``spec.SUPPRESSION_RECHECK_SECONDS``).
+    # Re-enqueued retries never carry it, so they are always checked again.
+    suppression_checked_at: float | None = None
 
     @model_validator(mode="after")
     def _campaign_has_id(self) -> BatchMessage:

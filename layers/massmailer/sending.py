@@ -33,7 +33,7 @@ from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Cont
 from massmailer.providers.chain import ProviderChain
 from massmailer.queues import Queue
 from massmailer.rendering import CompiledTemplate, TemplateCache
-from massmailer.spec import CAMPAIGN_HEADER, MESSAGE_HEADER, SQS_MAX_DELAY_SECONDS
+from massmailer.spec import CAMPAIGN_HEADER, MESSAGE_HEADER, SQS_MAX_DELAY_SECONDS, SUPPRESSION_RECHECK_SECONDS
 from massmailer.store import Store, StoredCampaign, StoreUnavailable
 from massmailer.unsubscribe import Unsubscriber
 
@@ -162,7 +162,11 @@ def send_batch(ctx: SenderContext, batch: BatchMessage, time_left: Callable[[], 
             report.outcomes["dropped"] += len(batch.recipients)
             return report
 
-    suppressed = ctx.store.suppressed_among(r.email for r in batch.recipients)
+    checked = batch.suppression_checked_at
+    if batch.kind == "campaign" and checked is not None and 0 <= now - checked < SUPPRESSION_RECHECK_SECONDS:
+        suppressed: set[str] = set()  # the splitter checked them moments ago
+    else:
+        suppressed = ctx.store.suppressed_among(r.email for r in batch.recipients)
 
     def one(recipient: BatchRecipient) -> _Result:
         if time_left is not None and time_left() < ctx.time_margin:

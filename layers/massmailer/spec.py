@@ -18,6 +18,10 @@ CAMPAIGN_HEADER = "X-MassMailer-Campaign"
 MAX_RECIPIENTS_PER_BATCH = 50  # SES SendEmail's limit, and the size of one queue message
 SQS_MAX_MESSAGE_BYTES = 256 * 1024  # the SQS default maximum message size
 SQS_MAX_DELAY_SECONDS = 900
+# A campaign batch the splitter checked against the suppression list less than this long ago is not
+# checked again by the sender (half a read unit per email saved; an unsubscribe or bounce from
+# another campaign in that window still applies to every later batch and to every retry).
+SUPPRESSION_RECHECK_SECONDS = 600
 ATTACHMENT_PREFIX = "attachments/"  # bucket prefix where attachments are matched by file name
 AUDIENCE_PREFIX = "audiences/"  # bucket prefix of campaign audiences (JSONL)
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # all attachments of one email together (SES allows 40 MB raw)

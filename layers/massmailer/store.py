@@ -9,7 +9,8 @@ Key shapes (the table's keys and index names come from ``massmailer.spec.JOB_TAB
 =====================  ====================  ======  ==========================================
 item                   PK                    SK      notes
 =====================  ====================  ======  ==========================================
-campaign               CAMPAIGN#<id>         META    content, counters (c_*), split cursor
+campaign               CAMPAIGN#<id>         META    status, counters (c_*), split cursor (<1 KiB)
+campaign content       CAMPAIGN#<id>         CONTENT the campaign document (templates, options)
 message record         MSG#<message_id>      MSG     status, attempts, lease; GSI1PK=PMID#<id> (opt-in)
 suppression            SUPP#<address key>    SUPP    reason, details
 idempotency key        IDEMP#<key>           IDEMP   request hash + stored response, TTL 24 h
@@ -50,6 +51,12 @@ class StoreUnavailable(Exception):
 
 def campaign_key(campaign_id: str) -> dict[str, str]:
     return {JOB_TABLE.partition_key: f"CAMPAIGN#{campaign_id}", JOB_TABLE.sort_key: "META"}
+
+
+def campaign_content_key(campaign_id: str) -> dict[str, str]:
+    """The campaign's document, apart from META: every counter update writes META, and DynamoDB
+    bills a write per KiB of the whole item, so the templates must not ride along (3 WRU → 1)."""
+    return {JOB_TABLE.partition_key: f"CAMPAIGN#{campaign_id}", JOB_TABLE.sort_key: "CONTENT"}
 
 
 def message_key(message_id: str) -> dict[str, str]:
@@ -210,10 +217,12 @@ class DynamoStore:
 
     # -- campaigns ------------------------------------------------------------------------------
     def put_campaign(self, campaign: Campaign) -> None:
+        # The content first: META is what makes the campaign exist (counters require it).
+        content = {**campaign_content_key(campaign.campaign_id), "data": campaign.model_dump_json()}
+        self._call(self._table.put_item, Item=content)
         item = {
             **campaign_key(campaign.campaign_id),
             "kind": "campaign",
-            "data": campaign.model_dump_json(),
             "status": campaign.status.value,
             "split_cursor": 0,
             "split_done": False,
@@ -223,8 +232,19 @@ class DynamoStore:
         self._call(self._table.put_item, Item=item)
 
     def get_campaign(self, campaign_id: str) -> StoredCampaign | None:
-        item = self._call(self._table.get_item, Key=campaign_key(campaign_id), ConsistentRead=True).get("Item")
-        return campaign_from_item(item) if item else None
+        """META and CONTENT in one strongly consistent query of the campaign's partition."""
+        pk = JOB_TABLE.partition_key
+        result = self._call(
+            self._table.query,
+            KeyConditionExpression="#pk = :pk",
+            ExpressionAttributeNames={"#pk": pk},
+            ExpressionAttributeValues={":pk": campaign_key(campaign_id)[pk]},
+            ConsistentRead=True,
+        )
+        items = {item[JOB_TABLE.sort_key]: item for item in result.get("Items", [])}
+        if "META" not in items or "CONTENT" not in items:
+            return None
+        return campaign_from_item({**items["CONTENT"], **items["META"]})
 
     def set_campaign_status(self, campaign_id: str, status: CampaignStatus, error: str | None = None) -> None:
         names = {"#s": "status"}

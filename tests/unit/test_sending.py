@@ -172,6 +172,55 @@ def test_a_suppressed_address_is_not_sent_at_send_time() -> None:
     assert ctx.store.get_message("m2")["status"] == "SUPPRESSED"  # type: ignore[index]
 
 
+class CountingLookups(InMemoryStore):
+    def __init__(self, clock=None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(**({"clock": clock} if clock else {}))
+        self.lookups = 0
+
+    def suppressed_among(self, addresses):  # type: ignore[no-untyped-def]
+        self.lookups += 1
+        return super().suppressed_among(addresses)
+
+
+def test_a_batch_the_splitter_just_checked_is_not_looked_up_again() -> None:
+    now = [10_000.0]
+    store = CountingLookups(clock=lambda: now[0])
+    ctx = _ctx(FakeProvider("ses"), store=store, clock=lambda: now[0])
+    fresh = _batch(3).model_copy(update={"suppression_checked_at": now[0] - 5})
+
+    report = send_batch(ctx, fresh)
+
+    assert report.outcomes == {"sent": 3} and store.lookups == 0
+
+
+@pytest.mark.parametrize("checked_at", [None, 10_000.0 - 601, 10_000.0 + 60])  # unchecked, stale, from the future
+def test_a_batch_without_a_fresh_check_is_checked_at_send_time(checked_at: float | None) -> None:
+    now = [10_000.0]
+    store = CountingLookups(clock=lambda: now[0])
+    ctx = _ctx(FakeProvider("ses"), store=store, clock=lambda: now[0])
+    store.suppress("u1@example.com", "unsubscribe")
+
+    report = send_batch(ctx, _batch(3).model_copy(update={"suppression_checked_at": checked_at}))
+
+    assert report.outcomes == {"sent": 2, "suppressed": 1} and store.lookups == 1
+
+
+def test_a_retried_recipient_is_checked_again_whatever_its_first_batch_said() -> None:
+    now = [10_000.0]
+    failures = iter([Transient("451 try later")])
+    ses = FakeProvider("ses", fail=lambda _email: next(failures, None))
+    store = CountingLookups(clock=lambda: now[0])
+    ctx = _ctx(ses, store=store, clock=lambda: now[0])
+    send_batch(ctx, _batch(1).model_copy(update={"suppression_checked_at": now[0]}))
+    [(retry, _)] = _requeued(ctx)
+    assert retry.suppression_checked_at is None
+    store.suppress("u0@example.com", "unsubscribe")  # e.g. a one-click unsubscribe meanwhile
+
+    report = send_batch(ctx, retry)
+
+    assert report.outcomes == {"suppressed": 1} and store.lookups == 1
+
+
 def test_a_recipient_leased_by_another_sender_is_requeued_after_the_lease_not_dropped() -> None:
     now = [1000.0]
     ses = FakeProvider("ses")
