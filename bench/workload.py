@@ -233,7 +233,7 @@ class CountingQueue:
 
 
 class FileBlobs:
-    """The Blobs port over a directory: ``lines`` streams a file from a byte offset in 1 MiB reads, as
+    """The Blobs port over a directory: ``blocks`` streams a file from a byte offset in 1 MiB reads, as
     ``S3Blobs`` streams a ranged GET, so the splitter's memory is measured honestly."""
 
     def __init__(self, root: Path) -> None:
@@ -246,12 +246,21 @@ class FileBlobs:
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.path(key).write_bytes(data)
 
-    def lines(self, key: str, start: int = 0) -> Iterator[tuple[bytes, int]]:
-        from massmailer.blobs import split_lines
+    def head(self, key: str, max_bytes: int, if_match: str | None = None) -> Any:
+        from massmailer.blobs import BlobHead
+
+        path = self.path(key)
+        if not path.exists():
+            return None
+        with path.open("rb") as f:
+            return BlobHead(f.read(max_bytes), path.stat().st_size, None)
+
+    def blocks(self, key: str, start: int = 0, if_match: str | None = None) -> Iterator[tuple[bytes, int]]:
+        from massmailer.blobs import READ_SIZE, line_blocks
 
         with self.path(key).open("rb") as f:
             f.seek(start)
-            yield from split_lines(iter(lambda: f.read(1 << 20), b""), start)
+            yield from line_blocks(iter(lambda: f.read(READ_SIZE), b""), start)
 
 
 def quiet_powertools() -> None:

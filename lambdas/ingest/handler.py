@@ -93,6 +93,11 @@ def _conflict(exc: intake.Conflict) -> Response:
     return _error(422, str(exc), [{"field": "Idempotency-Key", "reason": str(exc)}])
 
 
+@app.exception_handler(intake.UnusableAudience)
+def _unusable_audience(exc: intake.UnusableAudience) -> Response:
+    return _error(422, str(exc), [{"field": "audience_object", "reason": str(exc)}])
+
+
 @app.exception_handler(intake.NotFound)
 def _not_found(exc: intake.NotFound) -> Response:
     return _error(404, str(exc))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from massmailer.audiences import AudienceError, open_audience
 from massmailer.blobs import Blobs
 from massmailer.models import (
     BatchMessage,
@@ -46,6 +47,10 @@ class Conflict(Exception):
 
 class NotFound(Exception):
     pass
+
+
+class UnusableAudience(Exception):
+    """``audience_object`` names an object the splitter could not read; the message says why."""
 
 
 @dataclass
@@ -131,12 +136,25 @@ def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_ke
     campaign_id = _new_id("cmp", idempotency_key)
     now = datetime.now(UTC)
     scheduled = request.send_at is not None and request.send_at > now
-    audience_key = f"{AUDIENCE_PREFIX}{campaign_id}.jsonl"
-    ctx.blobs.put(
-        audience_key,
-        audience_jsonl((m.email, m.variables) for m in request.audience),
-        content_type="application/x-ndjson",
-    )
+    audience_etag = None
+    if request.audience_object is not None:
+        # Referenced, not copied: read its header now (a clear 422 rather than a failed split later)
+        # and pin its ETag, since the splitter's checkpoints are byte offsets into this very object.
+        audience_key = request.audience_object
+        try:
+            audience = open_audience(ctx.blobs, audience_key)
+        except AudienceError as exc:
+            raise UnusableAudience(str(exc)) from None
+        if audience.size <= audience.data_start:
+            raise UnusableAudience(f"audience object {audience_key!r} has no rows")
+        audience_etag = audience.etag
+    else:
+        audience_key = f"{AUDIENCE_PREFIX}{campaign_id}.jsonl"
+        ctx.blobs.put(
+            audience_key,
+            audience_jsonl((m.email, m.variables) for m in request.audience or ()),
+            content_type="application/x-ndjson",
+        )
     campaign = Campaign(
         campaign_id=campaign_id,
         name=request.name,
@@ -148,6 +166,7 @@ def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_ke
         headers=request.headers,
         status=CampaignStatus.SCHEDULED if scheduled else CampaignStatus.SPLITTING,
         audience_key=audience_key,
+        audience_etag=audience_etag,
         created_at=now,
         send_at=request.send_at,
     )
@@ -163,7 +182,7 @@ def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_ke
     response = {
         "campaign_id": campaign_id,
         "status": campaign.status.value,
-        "recipients": len(request.audience),
+        "recipients": len(request.audience) if request.audience is not None else None,  # object: see counts
         "lane": request.priority.value,
     }
     _remember(ctx, "campaign", idempotency_key, body, response)

@@ -6,6 +6,7 @@ checkpoints), so a test against them fails for the same reasons one against Dyna
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from massmailer.addresses import address_key
-from massmailer.blobs import ObjectTooLarge
+from massmailer.blobs import READ_SIZE, BlobHead, ObjectChanged, ObjectTooLarge, line_blocks
 from massmailer.models import Campaign, CampaignStatus, MessageRecord, Status
 from massmailer.store import (
     CLAIMABLE,
@@ -291,8 +292,12 @@ class InMemoryQueue:
 
 
 class InMemoryBlobs:
-    def __init__(self) -> None:
+    """The Blobs port in memory. ``read_size`` is the size of each simulated read (S3 streams 1 MiB
+    chunks); tests make it tiny so lines, CSV records and the BOM straddle read boundaries."""
+
+    def __init__(self, read_size: int = READ_SIZE) -> None:
         self.objects: dict[str, bytes] = {}
+        self.read_size = read_size
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.objects[key] = data
@@ -303,13 +308,21 @@ class InMemoryBlobs:
             raise ObjectTooLarge(f"{key} is {len(data)} bytes, over the {max_bytes}-byte limit")
         return data
 
-    def lines(self, key: str, start: int = 0) -> Iterator[tuple[bytes, int]]:
+    def etag(self, key: str) -> str:
+        return '"' + hashlib.md5(self.objects[key], usedforsecurity=False).hexdigest() + '"'
+
+    def head(self, key: str, max_bytes: int, if_match: str | None = None) -> BlobHead | None:
+        if key not in self.objects:
+            return None
+        self._check(key, if_match)
         data = self.objects[key]
-        offset = start
-        while offset < len(data):
-            end = data.find(b"\n", offset)
-            if end < 0:
-                yield data[offset:], len(data)
-                return
-            yield data[offset:end], end + 1
-            offset = end + 1
+        return BlobHead(data[:max_bytes], len(data), self.etag(key))
+
+    def blocks(self, key: str, start: int = 0, if_match: str | None = None) -> Iterator[tuple[bytes, int]]:
+        self._check(key, if_match)
+        data, size = self.objects[key], self.read_size
+        yield from line_blocks((data[i : i + size] for i in range(start, len(data), size)), start)
+
+    def _check(self, key: str, if_match: str | None) -> None:
+        if if_match and self.etag(key) != if_match:
+            raise ObjectChanged(f"{key} was replaced (ETag is no longer {if_match})")

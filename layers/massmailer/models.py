@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from massmailer.addresses import normalize_address
-from massmailer.spec import MAX_RECIPIENTS_PER_BATCH
+from massmailer.spec import AUDIENCE_FORMATS, AUDIENCE_PREFIX, MAX_RECIPIENTS_PER_BATCH
 
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII except ':'
 _RESERVED_HEADERS = frozenset(
@@ -56,8 +56,13 @@ HeaderText = Annotated[str, StringConstraints(max_length=998), AfterValidator(_n
 MAX_VARIABLES_BYTES = 4096  # per recipient: 50 recipients stay well under SQS's 256 KiB message limit
 
 
+def variables_size(value: dict[str, Any]) -> int:
+    """The size that ``MAX_VARIABLES_BYTES`` limits: compact JSON, non-ASCII escaped."""
+    return len(json.dumps(value, separators=(",", ":"), default=str).encode())
+
+
 def _small_variables(value: dict[str, Any]) -> dict[str, Any]:
-    size = len(json.dumps(value, separators=(",", ":"), default=str).encode())
+    size = variables_size(value)
     if size > MAX_VARIABLES_BYTES:
         raise ValueError(f"variables are {size} bytes as JSON; at most {MAX_VARIABLES_BYTES} per recipient")
     return value
@@ -167,11 +172,27 @@ class AudienceMember(_Strict):
     variables: Variables = Field(default_factory=dict)
 
 
+def _audience_object_key(value: str) -> str:
+    _no_crlf(value)
+    if not value.startswith(AUDIENCE_PREFIX) or len(value) == len(AUDIENCE_PREFIX):
+        raise ValueError(f"must be an object key under {AUDIENCE_PREFIX!r} in the bucket, e.g. 'audiences/list.csv'")
+    if "." not in value.rpartition("/")[2] or "." + value.rpartition(".")[2].lower() not in AUDIENCE_FORMATS:
+        raise ValueError(f"must end with one of {', '.join(sorted(AUDIENCE_FORMATS))} (the audience's format)")
+    return value
+
+
+AudienceObjectKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_audience_object_key)
+]
+
+
 class CampaignRequest(Content):
-    """``POST /v1/campaigns``: a template and an inline audience."""
+    """``POST /v1/campaigns``: a template and an audience — inline (``audience``) or an object already
+    uploaded to the bucket under ``audiences/`` (``audience_object``, CSV or JSONL); exactly one."""
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    audience: list[AudienceMember] = Field(min_length=1, max_length=100_000)
+    audience: list[AudienceMember] | None = Field(default=None, min_length=1, max_length=100_000)
+    audience_object: AudienceObjectKey | None = None
     priority: Lane = Lane.LOW
     send_at: datetime | None = None
     from_address: EmailAddress | None = Field(default=None, alias="from")
@@ -188,6 +209,12 @@ class CampaignRequest(Content):
             raise ValueError("must include a time zone offset, e.g. 2026-12-01T09:00:00+01:00")
         return value
 
+    @model_validator(mode="after")
+    def _one_audience(self) -> CampaignRequest:
+        if (self.audience is None) == (self.audience_object is None):
+            raise ValueError("give exactly one of 'audience' (inline list) or 'audience_object' (key in the bucket)")
+        return self
+
 
 class Campaign(BaseModel):
     """A campaign as stored: its template, sender and counters."""
@@ -201,7 +228,8 @@ class Campaign(BaseModel):
     reply_to: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     status: CampaignStatus = CampaignStatus.SPLITTING
-    audience_key: str  # object key of the JSONL audience in the bucket
+    audience_key: str  # object key of the audience in the bucket (CSV or JSONL, by its extension)
+    audience_etag: str | None = None  # the ETag it had when the campaign was accepted (None: written by us)
     created_at: datetime
     send_at: datetime | None = None
     last_error: str | None = None

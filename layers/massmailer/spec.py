@@ -23,7 +23,8 @@ SQS_MAX_DELAY_SECONDS = 900
 # another campaign in that window still applies to every later batch and to every retry).
 SUPPRESSION_RECHECK_SECONDS = 600
 ATTACHMENT_PREFIX = "attachments/"  # bucket prefix where attachments are matched by file name
-AUDIENCE_PREFIX = "audiences/"  # bucket prefix of campaign audiences (JSONL)
+AUDIENCE_PREFIX = "audiences/"  # bucket prefix of campaign audiences
+AUDIENCE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}  # by the object key's extension
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # all attachments of one email together (SES allows 40 MB raw)
 
 
@@ -212,6 +213,7 @@ class EnvNames:
     smtp_max_rate: str = "MM_SMTP_MAX_RATE"
     high_lane_reserve: str = "MM_HIGH_LANE_RESERVE"
     sender_concurrency: str = "MM_SENDER_CONCURRENCY"
+    split_dedupe_mib: str = "MM_SPLIT_DEDUPE_MIB"
     index_provider_ids: str = "MM_INDEX_PROVIDER_IDS"
     schedule_group: str = "MM_SCHEDULE_GROUP"
     scheduler_role_arn: str = "MM_SCHEDULER_ROLE_ARN"

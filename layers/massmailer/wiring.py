@@ -136,7 +136,11 @@ def sender_context() -> SenderContext:
 def splitter_context(time_left: Callable[[], float]) -> SplitterContext:
     s = settings()
     return SplitterContext(
-        store=store(), queue=_queue(), blobs=S3Blobs(client("s3"), s.bucket_name), time_left=time_left
+        store=store(),
+        queue=_queue(),
+        blobs=S3Blobs(client("s3"), s.bucket_name),
+        time_left=time_left,
+        dedupe_bytes=s.split_dedupe_mib << 20,
     )
 
 
