@@ -13,7 +13,7 @@ from aiosmtpd.smtp import SMTP
 from local.smtp_relay import free_port
 from massmailer.errors import HardBounce, ProviderDown, SoftBounce, Throttled, Transient
 from massmailer.mime import OutgoingEmail, build_message
-from massmailer.providers.smtp import SmtpConfig, SmtpProvider
+from massmailer.providers.smtp import SmtpConfig, SmtpProvider, _Disconnected, _Slot
 
 REPLIES = {
     "bad@example.com": "550 5.1.1 <bad@example.com>: Recipient address rejected: User unknown",
@@ -28,12 +28,15 @@ class Handler:
         self.received: list[bytes] = []
         self.sessions = 0
         self.data_reply = "250 OK"
+        self.pipelining = False  # aiosmtpd reads pipelined commands in order but does not advertise it
 
     async def handle_EHLO(
         self, server: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:  # noqa: N802
         self.sessions += 1
         session.host_name = hostname
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_RCPT(self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]) -> str:  # noqa: N802
@@ -118,7 +121,7 @@ def test_a_dropped_session_is_reopened_before_the_message_is_written(server: tup
     handler, controller = server
     provider = _provider(controller)
     provider.send(_email("a@example.com"))
-    session = provider._idle.queue[0]  # the server closed it between sends
+    session = provider._sessions[0]  # the server closed it between sends
     session._sock.close()  # type: ignore[union-attr]
     provider.send(_email("b@example.com"))
     assert len(handler.received) == 2 and handler.sessions == 2
@@ -133,7 +136,7 @@ def test_a_session_lost_after_the_message_was_written_is_transient_not_resent(
     class Cut(Exception):
         pass
 
-    session = provider._idle.queue[0]
+    session = provider._sessions[0]
     session.open()
     real_reply = session._reply
     calls = {"n": 0}
@@ -149,3 +152,121 @@ def test_a_session_lost_after_the_message_was_written_is_transient_not_resent(
     with pytest.raises(Transient, match="after the message was sent"):
         provider.send(_email("a@example.com"))
     assert handler.sessions == 1  # not silently resent on a new session
+
+
+# -- the conveyor: one session shared by concurrent senders, one write per email --------------------
+
+
+@pytest.fixture
+def pipelining_server(server: tuple[Handler, Controller]) -> tuple[Handler, Controller]:
+    server[0].pipelining = True
+    return server
+
+
+def _count_writes(session: Any) -> list[bytes]:
+    writes: list[bytes] = []
+    real_send = session._send
+
+    def send(data: bytes) -> None:
+        writes.append(data)
+        real_send(data)
+
+    session._send = send
+    return writes
+
+
+def test_queued_messages_share_writes_each_body_with_the_next_envelope(
+    pipelining_server: tuple[Handler, Controller],
+) -> None:
+    handler, controller = pipelining_server
+    provider = _provider(controller)
+    session = provider._sessions[0]
+    session.open()
+    assert session.pipelining
+    writes = _count_writes(session)
+    queued = [_Slot(_email(f"q{i}@example.com", f"body {i}")) for i in range(5)]
+    session._waiting.extend(queued)  # five senders already waiting on the session
+
+    provider.send(_email("last@example.com", "body last"))  # this caller drives the conveyor for all
+
+    assert all(slot.done and slot.error is None for slot in queued)
+    # envelope 1, then body i + envelope i+1 five times, then the last body: 7 writes for 6 emails
+    assert len(writes) == 7
+    assert writes[1].endswith(b"\r\n.\r\nMAIL FROM:<news@example.com>\r\nRCPT TO:<q1@example.com>\r\nDATA\r\n")
+    bodies = [email.message_from_bytes(raw).get_payload() for raw in handler.received]
+    assert [b.strip() for b in bodies] == [*(f"body {i}" for i in range(5)), "body last"]
+    assert handler.sessions == 1
+
+
+def test_a_refused_recipient_in_the_conveyor_fails_alone(pipelining_server: tuple[Handler, Controller]) -> None:
+    handler, controller = pipelining_server
+    provider = _provider(controller)
+    session = provider._sessions[0]
+    queued = [_Slot(_email(to)) for to in ("a@example.com", "bad@example.com", "b@example.com", "full@example.com")]
+    session._waiting.extend(queued)
+
+    provider.send(_email("c@example.com"))
+
+    assert [type(slot.error).__name__ if slot.error else None for slot in queued] == [
+        None,
+        "HardBounce",
+        None,
+        "SoftBounce",
+    ]
+    assert len(handler.received) == 3 and handler.sessions == 1
+
+
+def test_a_session_cut_mid_conveyor_marks_only_the_written_message_as_possibly_sent(
+    pipelining_server: tuple[Handler, Controller],
+) -> None:
+    handler, controller = pipelining_server
+    provider = _provider(controller)
+    session = provider._sessions[0]
+    session.open()
+    real_reply, calls = session._reply, {"n": 0}
+
+    def reply() -> tuple[int, str]:
+        calls["n"] += 1
+        if calls["n"] == 4:  # A's MAIL/RCPT/DATA answered; A's body + B's envelope written; then the cut
+            session._sock.close()  # type: ignore[union-attr]
+            raise OSError("connection reset")
+        return real_reply()
+
+    session._reply = reply  # type: ignore[method-assign]
+    a, b = _Slot(_email("a@example.com")), _Slot(_email("b@example.com"))
+    session._waiting.extend([a, b])
+    # The driver's own message was queued behind a and b, never written: the provider retries it on
+    # a fresh session (the reply hook has fired; later replies are real).
+    provider.send(_email("c@example.com"))
+
+    assert isinstance(a.error, _Disconnected) and a.error.after_data  # may have been taken: not resent
+    assert isinstance(b.error, _Disconnected) and not b.error.after_data  # never written: safe to retry
+    assert handler.sessions == 2
+    received = [email.message_from_bytes(raw)["To"] for raw in handler.received]
+    assert received.count("c@example.com") == 1 and "b@example.com" not in received
+
+
+def test_many_threads_on_one_connection_each_email_arrives_once(pipelining_server: tuple[Handler, Controller]) -> None:
+    import threading
+
+    handler, controller = pipelining_server
+    provider = _provider(controller)
+    errors: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        for i in range(25):
+            try:
+                provider.send(_email(f"t{t}.{i}@example.com", f"t{t}.{i}"))
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert errors == []
+    bodies = sorted(email.message_from_bytes(raw).get_payload().strip() for raw in handler.received)
+    assert bodies == sorted(f"t{t}.{i}" for t in range(8) for i in range(25))
+    assert handler.sessions == 1

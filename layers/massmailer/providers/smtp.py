@@ -3,18 +3,26 @@
 ``smtplib.sendmail`` waits for a reply to each of MAIL, RCPT and DATA and then to the message: four
 round trips and a pure-Python reply parser per email (~530 emails/s on loopback here). This client
 speaks the same protocol with RFC 2920 PIPELINING when the server offers it: MAIL FROM, RCPT TO and
-DATA go out in one write, and the three replies are read together — two round trips per email. The
-connection stays open across sends and across warm Lambda invocations; a dropped connection is
-reopened once per send. TLS (STARTTLS) and AUTH PLAIN are supported for real relays.
+DATA go out in one write and their three replies are read together, and when several senders share
+a session (the sender's threads) each message's content goes out in the same write as the next
+message's MAIL/RCPT/DATA — one round trip per email, which is what counts against a relay 20 ms
+away. Every sender still learns its own message's fate (the reply to its final dot) before it
+returns, so a send is recorded only once the relay has taken it.
+
+The connections stay open across sends and across warm Lambda invocations; a message whose session
+died before its content was written is retried once on a fresh connection; one whose content was
+written is never resent silently (the retry policy decides). STARTTLS and AUTH PLAIN are supported
+for real relays. Servers without PIPELINING get the classic one-command-per-round-trip dialogue.
 """
 
 from __future__ import annotations
 
 import base64
-import queue
+import itertools
 import socket
 import ssl
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 from massmailer.errors import ProviderDown, SendError, Transient, classify_smtp_reply
@@ -42,6 +50,28 @@ class _Disconnected(Exception):
         self.after_data = after_data
 
 
+def _dot_stuffed(raw: bytes) -> bytes:
+    """The message as DATA carries it: leading dots doubled, CRLF-terminated, then the final dot."""
+    data = b"." + raw if raw.startswith(b".") else raw
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+class _Slot:
+    """One message on its way through a session's conveyor."""
+
+    __slots__ = ("after_data", "body", "done", "envelope", "error")
+
+    def __init__(self, email: OutgoingEmail) -> None:
+        self.envelope = f"MAIL FROM:<{email.sender}>\r\nRCPT TO:<{email.recipient}>\r\nDATA\r\n".encode()
+        self.body = _dot_stuffed(email.raw)
+        self.after_data = False  # its body was written: the server may have taken it
+        self.done = False
+        self.error: BaseException | None = None
+
+
 class SmtpSession:
     """One ESMTP session on a socket. Not thread-safe: a pool hands it to one sender at a time."""
 
@@ -52,6 +82,9 @@ class SmtpSession:
         self._buf = b""
         self.pipelining = False
         self.sent = 0
+        self._lock = threading.Lock()  # held by the caller driving the conveyor
+        self._waiting: deque[_Slot] = deque()  # submitted, envelope not yet written
+        self._staged: _Slot | None = None  # DATA answered 354; its body goes out with the next write
 
     # -- wire ---------------------------------------------------------------------------------
     def _readline(self) -> bytes:
@@ -123,45 +156,93 @@ class SmtpSession:
     def is_open(self) -> bool:
         return self._sock is not None
 
+    # -- the conveyor ---------------------------------------------------------------------------
     def send(self, email: OutgoingEmail) -> None:
-        """Send one message; raises a ``SendError``, or ``_Disconnected`` if the session died."""
-        data = email.raw
-        if data.startswith(b"."):
-            data = b"." + data
-        data = data.replace(b"\r\n.", b"\r\n..")
-        if not data.endswith(b"\r\n"):
-            data += b"\r\n"
-        envelope = f"MAIL FROM:<{email.sender}>\r\nRCPT TO:<{email.recipient}>\r\n".encode()
-        after_data = False
+        """Send one message; raises a ``SendError``, or ``_Disconnected`` if the session died.
+
+        Thread-safe. Concurrent callers share the session as a conveyor: whoever holds the lock
+        drives it for all of them, and a message's body goes out in the same write as the next
+        message's MAIL/RCPT/DATA (RFC 2920 allows the message content first in a group), so with
+        two or more senders queued each email costs one round trip. A caller returns only once the
+        server has answered its own final dot."""
+        slot = _Slot(email)
+        self._waiting.append(slot)
+        while not slot.done:
+            with self._lock:
+                if slot.done:
+                    break
+                self._step()
+        if slot.error is not None:
+            raise slot.error
+
+    def _step(self) -> None:
+        """One exchange on the wire: open the session, or an envelope, or a body (+ the next envelope)."""
+        if self._sock is None:
+            try:
+                self.open()
+            except SendError as exc:
+                while self._waiting:  # nobody gets through a session that cannot open
+                    self._finish(self._waiting.popleft(), exc)
+                return
+        written: list[_Slot] = []  # in flight: their replies are owed to us
         try:
-            if self.pipelining:
-                self._send(envelope + b"DATA\r\n")
-                replies = [self._reply(), self._reply(), self._reply()]
-            else:
-                replies = []
-                for line in (f"MAIL FROM:<{email.sender}>", f"RCPT TO:<{email.recipient}>", "DATA"):
-                    self._send(line.encode() + b"\r\n")
-                    replies.append(self._reply())
-                    if replies[-1][0] >= 400:
-                        break
-            for (code, text), ok in zip(replies, (250, 250, 354), strict=False):
-                if code != ok:
-                    if len(replies) == 3 and replies[2][0] == 354:
-                        # The server accepted DATA although MAIL/RCPT failed: end the transaction.
-                        self._send(b".\r\n")
-                        self._reply()
-                    self._rset()
-                    raise self._refused(code, text)
-            after_data = True
-            self._send(data + b".\r\n")
+            staged = self._staged
+            if staged is None:
+                slot = self._waiting.popleft()
+                written.append(slot)
+                self._envelope(slot)
+                return
+            nxt = self._waiting.popleft() if self._waiting and self.pipelining else None
+            written += [staged] if nxt is None else [staged, nxt]
+            self._send(staged.body + (nxt.envelope if nxt else b""))
+            staged.after_data = True
+            self._staged = None
             code, text = self._reply()
-            if code != 250:
-                raise self._refused(code, text)
-            self.sent += 1
-        except _Disconnected as exc:
-            raise _Disconnected(str(exc), after_data) from exc
-        except OSError as exc:
-            raise _Disconnected(str(exc), after_data) from exc
+            if code == 250:
+                self.sent += 1
+                self._finish(staged, None)
+            else:
+                self._finish(staged, self._refused(code, text))
+            if nxt is not None:
+                if self._sock is None:  # the refusal closed the session (421): nxt's replies will not come
+                    self._finish(nxt, _Disconnected("session closed by the server"))
+                else:
+                    self._envelope(nxt, written=True)
+        except (OSError, _Disconnected) as exc:
+            self.close()
+            self._staged = None
+            for slot in written:
+                if not slot.done:
+                    self._finish(slot, _Disconnected(str(exc), slot.after_data))
+
+    def _envelope(self, slot: _Slot, written: bool = False) -> None:
+        """MAIL, RCPT, DATA for ``slot`` (already on the wire when ``written``); on 354 it is staged."""
+        if self.pipelining:
+            if not written:
+                self._send(slot.envelope)
+            replies = [self._reply(), self._reply(), self._reply()]
+        else:
+            replies = []
+            for line in slot.envelope.split(b"\r\n")[:3]:
+                self._send(line + b"\r\n")
+                replies.append(self._reply())
+                if replies[-1][0] >= 400:
+                    break
+        for (code, text), ok in zip(replies, (250, 250, 354), strict=False):
+            if code != ok:
+                if len(replies) == 3 and replies[2][0] == 354:
+                    # The server accepted DATA although MAIL/RCPT failed: end the transaction.
+                    self._send(b".\r\n")
+                    self._reply()
+                self._rset()
+                self._finish(slot, self._refused(code, text))
+                return
+        self._staged = slot
+
+    @staticmethod
+    def _finish(slot: _Slot, error: BaseException | None) -> None:
+        slot.error = error
+        slot.done = True
 
     def _refused(self, code: int, text: str) -> SendError:
         if code == 421:  # the server is closing the session
@@ -188,42 +269,33 @@ class SmtpSession:
 
 
 class SmtpProvider:
-    """Sends through a small pool of reused SMTP sessions; reconnects once if a session died."""
+    """Sends through a small set of reused SMTP sessions, each a conveyor shared by concurrent
+    senders (see ``SmtpSession.send``); a send whose session died before its body went out is
+    retried once on a fresh connection."""
 
     name = "smtp"
 
     def __init__(self, config: SmtpConfig) -> None:
         self._config = config
-        self._idle: queue.LifoQueue[SmtpSession] = queue.LifoQueue()
-        for _ in range(max(1, config.connections)):
-            self._idle.put(SmtpSession(config, self.name))
-        self._closed = threading.Event()
+        self._sessions = [SmtpSession(config, self.name) for _ in range(max(1, config.connections))]
+        self._next = itertools.count()
 
     def send(self, email: OutgoingEmail) -> SendReceipt:
-        session = self._idle.get()
-        try:
-            for attempt in (1, 2):
-                if not session.is_open:
-                    session.open()
-                try:
-                    session.send(email)
-                    return SendReceipt(provider=self.name, provider_message_id=email.message_id)
-                except _Disconnected as exc:
-                    session.close()
-                    if exc.after_data:
-                        # The relay may have accepted it: no silent resend here; the retry policy decides.
-                        message = f"connection lost after the message was sent: {exc}"
-                        raise Transient(message, provider=self.name) from exc
-                    if attempt == 2:
-                        raise ProviderDown(f"connection lost: {exc}", provider=self.name) from exc
-            raise SendError("unreachable", provider=self.name)  # pragma: no cover
-        finally:
-            self._idle.put(session)
+        session = self._sessions[next(self._next) % len(self._sessions)]
+        for attempt in (1, 2):
+            try:
+                session.send(email)
+                return SendReceipt(provider=self.name, provider_message_id=email.message_id)
+            except _Disconnected as exc:
+                if exc.after_data:
+                    # The relay may have accepted it: no silent resend here; the retry policy decides.
+                    message = f"connection lost after the message was sent: {exc}"
+                    raise Transient(message, provider=self.name) from exc
+                if attempt == 2:
+                    raise ProviderDown(f"connection lost: {exc}", provider=self.name) from exc
+        raise SendError("unreachable", provider=self.name)  # pragma: no cover
 
     def close(self) -> None:
-        sessions = []
-        while not self._idle.empty():
-            sessions.append(self._idle.get_nowait())
-        for session in sessions:
-            session.close(polite=True)
-            self._idle.put(session)
+        for session in self._sessions:
+            with session._lock:
+                session.close(polite=True)
