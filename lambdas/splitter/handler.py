@@ -1,4 +1,11 @@
-"""splitter λ: one campaign (or one continuation) per split-queue message → batches of ≤50 on its lane."""
+"""splitter λ: one campaign (or one continuation) per split-queue message → batches of ≤50 on its lane.
+
+The audience is the campaign's object in the bucket — CSV or JSONL by its extension — streamed from
+the campaign's checkpoint (a byte offset; a CSV header is re-read first). Near the time limit the
+split checkpoints and puts a continuation on the split queue; an audience that is missing, replaced
+or has no ``email`` column fails the campaign with the reason (``last_error``), it is not retried.
+See ``massmailer.splitting``.
+"""
 
 from __future__ import annotations
 

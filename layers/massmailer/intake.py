@@ -1,5 +1,9 @@
 """What the HTTPS API does: accept a transactional email or a campaign, report status, unsubscribe.
 
+A campaign's audience is inline (written to the bucket as JSONL) or an object already in the bucket
+(``audience_object``, CSV or JSONL), whose header is checked here — a missing object or a CSV without
+an ``email`` column is the caller's error (``UnusableAudience`` → 422), not a split that fails later.
+
 Accepting is idempotent: with an ``Idempotency-Key`` the ids are derived from the key, so a retried
 request that crashed half-way finishes the same work instead of doing it twice, and a retried request
 that had succeeded gets the first response back.

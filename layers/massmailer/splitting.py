@@ -263,10 +263,10 @@ class _Splitter:
         self.keys, self.recipients = [], []
         self.total = self.duplicates = self.invalid = 0
 
-    def _checkpoint_at(self, offset: int) -> None:
+    def _checkpoint_at(self, offset: int, stop: bool = False) -> None:
         """Flush at a record boundary inside the pass; stop if the invocation is nearly over."""
         self._flush(Checkpoint(self.passes, self.pass_no, offset))
-        if self.ctx.time_left() < self.ctx.safety_margin:
+        if stop or self.ctx.time_left() < self.ctx.safety_margin:
             raise _Stop(lost=False)
 
     def close(self) -> None:
@@ -332,7 +332,7 @@ class _Splitter:
             rest = scan(block, base, end, replay, final=False)
             carry, carry_base = (block[rest:], base + rest) if rest >= 0 else (b"", 0)
             if not replay and self.ctx.time_left() < self.ctx.safety_margin:
-                self._checkpoint_at(end - len(carry))
+                self._checkpoint_at(end - len(carry), stop=True)
         if carry:
             scan(carry, carry_base, carry_base + len(carry), replay, final=True)
 
