@@ -74,6 +74,9 @@ class SendingConfig(_Section):
     )
     high_lane_reserve: float = Field(default=0.2, ge=0, lt=1, description="Share of each rate kept for the high lane")
     sender_concurrency: int = Field(default=8, ge=1, le=64, description="Concurrent sends inside one invocation")
+    split_dedupe_mib: int = Field(
+        default=32, ge=1, le=512, description="Splitter's de-dupe table per pass (MiB, ≈64k addresses each)"
+    )
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_starttls: bool = True
@@ -119,6 +122,7 @@ class SendingConfig(_Section):
             "smtp_max_rate": self.provider_send_rates.get("smtp"),
             "high_lane_reserve": self.high_lane_reserve,
             "sender_concurrency": self.sender_concurrency,
+            "split_dedupe_mib": self.split_dedupe_mib,
             "smtp_host": self.smtp_host,
             "smtp_port": self.smtp_port,
             "smtp_starttls": self.smtp_starttls,

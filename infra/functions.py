@@ -3,7 +3,7 @@ least-privilege grants.
 
 Who may do what:
 
-* ingest   — table read/write, put audiences into the bucket, enqueue single messages on their lane
+* ingest   — table read/write, put/read audiences in the bucket, enqueue single messages on their lane
              (high by default, low on request) and campaigns on the split queue, manage schedules in
              the stage's group (and pass their role), read the signing key.
 * splitter — table read/write, read audiences, enqueue on the high/low lanes and the split queue
@@ -117,6 +117,9 @@ class PipelineFunctions(Construct):
     def _grant_ingest(self, queues: WorkQueues, secrets: MailSecrets, scheduler: SendScheduler) -> None:
         ingest = self.ingest
         self._grant_bucket_put(ingest, spec.AUDIENCE_PREFIX)
+        self._grant_bucket_read(
+            ingest, "an audience_object's header, checked before a campaign is accepted", spec.AUDIENCE_PREFIX
+        )
         for queue in (queues.high, queues.low):  # a single message goes on the lane it asks for
             queue.grant_send_messages(ingest.function)
         queues.split.grant_send_messages(ingest.function)  # campaigns sent now

@@ -43,7 +43,7 @@ class Settings(BaseModel):
     smtp_max_rate: float | None = Field(default=None, gt=0)  # emails/s; None: no limit of ours
     high_lane_reserve: float = Field(default=0.2, ge=0, lt=1)  # share of each provider's rate kept for high
     sender_concurrency: int = Field(default=8, ge=1, le=64)  # concurrent sends inside one invocation
-    split_dedupe_mib: int = Field(default=32, ge=1, le=4096)  # splitter's de-dupe table per pass (MiB)
+    split_dedupe_mib: int = Field(default=32, ge=1, le=512)  # splitter's de-dupe table per pass (MiB)
     # Write SES's message id to the provider-id index when a send is recorded: +1 WRU per email; only
     # needed for SES identity notifications without our tag or header (see DynamoStore).
     index_provider_ids: bool = False
