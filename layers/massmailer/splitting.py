@@ -4,8 +4,9 @@
 ``massmailer.audiences``), streamed in blocks of whole lines from a byte offset — never loaded
 whole. Every row is validated (``addresses.normalize_address``: same addresses accepted and
 rejected, its fast path inlined here), rows with a bad address, a malformed CSV record or a wrong
-number of fields count as *invalid*; blank lines are skipped. Addresses are de-duplicated
-case-insensitively (*duplicates*) and checked against the suppression list (*suppressed*).
+number of fields count as *invalid*; blank lines (and CSV rows of empty cells) are skipped.
+Addresses are de-duplicated case-insensitively (*duplicates*) and checked against the suppression
+list (*suppressed*).
 
 **Output.** Batch messages of ≤50 recipients, built as JSON text directly (not through pydantic:
 that was most of the cost) in exactly the shape ``models.BatchMessage`` parses; a recipient's
@@ -62,6 +63,7 @@ CHUNK_BATCHES = 10  # batches per checkpoint: one SQS SendMessageBatch call
 DEFAULT_DEDUPE_MIB = 32
 _MAX_RECORD = MAX_VARIABLES_BYTES + 512  # longest row worth parsing: the variables' limit plus the address
 _UNSAFE = re.compile(r"[\x00-\x09\x0b-\x1f\\]")  # characters JSON must escape, besides '"' and newlines
+_EMPTY_CELLS = " \t,"  # a CSV line of only these is blank (spreadsheets export empty rows as ",,,")
 _UNDECODABLE = "\x00"  # stands in for a line that is not UTF-8: an invalid row in either format
 _DOMAIN_CACHE_MAX = 65_536
 
@@ -395,7 +397,7 @@ class _Splitter:
                 fields = line.split(",")
                 safe, long_row = clean or unsafe(line) is None, len(line) > short_line
             if len(fields) != ncols:
-                if line.strip():
+                if line.strip(_EMPTY_CELLS):  # not a row of empty cells
                     invalid += 1
                 continue
             # The address, as normalize_address judges it: the fast path inline, the rest through it.
@@ -414,7 +416,7 @@ class _Splitter:
                 try:
                     address = normalize_address(email)
                 except InvalidAddress:
-                    if line.strip():
+                    if line.strip(_EMPTY_CELLS):  # not a row of empty cells
                         invalid += 1
                     continue
                 key = address_key(address)
@@ -492,7 +494,10 @@ class _Splitter:
                 row = loads(line)
                 address = normalize_address(row["email"])
                 variables = row.get("variables") or {}
-                if not isinstance(variables, dict) or variables_size(variables) > MAX_VARIABLES_BYTES:
+                if not isinstance(variables, dict):
+                    raise TypeError("variables")
+                variables_json = to_json(variables)  # as pydantic writes it: UTF-8, so ≥ ⅓ of the size limited
+                if len(variables_json) * 3 > MAX_VARIABLES_BYTES and variables_size(variables) > MAX_VARIABLES_BYTES:
                     raise ValueError("variables")
             except (ValueError, KeyError, TypeError, AttributeError, InvalidAddress):
                 self.invalid += not replay
@@ -512,7 +517,7 @@ class _Splitter:
             self.total += 1
             self.keys.append(key)
             self.recipients.append(
-                _recipient_json(self.message_id_prefix + digest.hex(), address, to_json(variables).decode())
+                _recipient_json(self.message_id_prefix + digest.hex(), address, variables_json.decode())
             )
             if len(self.recipients) >= self.chunk_limit:
                 done_offset += sum(map(len, raw[done_line + 1 : j + 1])) + j - done_line

@@ -64,6 +64,7 @@ def test_rfc4180_quoting_bom_crlf_blank_lines_and_multiline_fields(read_size: in
         b'ada@example.com,"Lovelace, Ada","said ""hi"""\r\n'
         b"\r\n"
         b"   \r\n"
+        b",,\r\n"
         b'grace@example.com,Grace,"two\r\nlines, and a comma"\r\n'
         b'"alan@example.com",Alan,\r\n'
         b"edsger@example.com,Edsger,last line without a newline"
@@ -76,7 +77,7 @@ def test_rfc4180_quoting_bom_crlf_blank_lines_and_multiline_fields(read_size: in
         "alan@example.com": {"name": "Alan", "note": ""},
         "edsger@example.com": {"name": "Edsger", "note": "last line without a newline"},
     }
-    assert _counts(ctx) == (4, 0, 0, 0)  # blank lines are neither rows nor invalid
+    assert _counts(ctx) == (4, 0, 0, 0)  # blank lines and empty rows are neither recipients nor invalid
 
 
 def test_bad_rows_count_as_invalid_and_never_stop_the_split() -> None:
@@ -235,3 +236,16 @@ def test_jsonl_audiences_still_split_with_a_bom_and_crlf() -> None:
     ctx = _setup(data, key="audiences/list.ndjson", read_size=7)
     split_campaign(ctx, SplitRequest(campaign_id="c1"))
     assert _recipients(ctx) == {"a@example.com": {"n": 1, "nested": {"x": [1, 2]}}, "B@example.com": {}}
+
+
+def test_jsonl_variables_over_the_limit_as_the_api_measures_it_are_invalid() -> None:
+    rows = [
+        {"email": "ascii@example.com", "variables": {"v": "x" * 4100}},
+        {"email": "escaped@example.com", "variables": {"v": "ü" * 1000}},  # 2 KB as UTF-8, 6 KB escaped
+        {"email": "fits@example.com", "variables": {"v": "ü" * 600}},
+        {"email": "list@example.com", "variables": ["not", "an", "object"]},
+    ]
+    ctx = _setup(b"".join(json.dumps(r).encode() + b"\n" for r in rows), key="audiences/list.jsonl")
+    split_campaign(ctx, SplitRequest(campaign_id="c1"))
+    assert list(_recipients(ctx)) == ["fits@example.com"]
+    assert _counts(ctx) == (1, 0, 3, 0)
