@@ -113,3 +113,45 @@ def test_s3_blobs_head_and_ranged_blocks(pipeline: Pipeline) -> None:
     assert list(blobs.blocks("audiences/f.csv", 19)) == []  # a checkpoint at the very end
     with pytest.raises(ObjectChanged):
         list(blobs.blocks("audiences/f.csv", 6, if_match='"not-the-etag"'))
+
+
+def test_a_multi_pass_split_with_continuations_on_dynamodb_s3_and_sqs_sends_everyone_once(
+    pipeline: Pipeline,
+) -> None:
+    from massmailer import wiring
+    from massmailer.models import SplitRequest
+    from massmailer.splitting import split_campaign
+
+    rows = (
+        ["email,n"]
+        + [f"u{i}@example.com,{i}" for i in range(300)]
+        + [f"U{i}@EXAMPLE.COM,dup" for i in range(0, 300, 7)]
+    )
+    _put(pipeline, "audiences/big.csv", ("\n".join(rows) + "\n").encode())
+    template = {**TEMPLATE, "subject": "Hi {{ n }}", "text": "n={{ n }} {{ unsubscribe_url }}"}
+    status, body = pipeline.api("POST", "/v1/campaigns", {**template, "audience_object": "audiences/big.csv"})
+    assert status == 202
+    pipeline.sqs.purge_queue(QueueUrl=pipeline.resources["queues"]["split"])  # this test splits by hand
+
+    ctx = wiring.splitter_context(time_left=lambda: 1e9)
+    ctx.dedupe_bytes, ctx.batch_size = 512, 10  # 64 slots: 32 addresses a pass → ~10 passes
+    ticks = iter(range(10_000))
+    ctx.time_left = lambda: 0.0 if next(ticks) % 3 == 2 else 1e9  # a continuation every few checkpoints
+    invocations = 0
+    while True:
+        invocations += 1
+        report = split_campaign(ctx, SplitRequest(campaign_id=body["campaign_id"]))
+        if report.done:
+            break
+        assert report.continued and invocations < 500
+    assert report.passes >= 8 and invocations > 5
+    stored = ctx.store.get_campaign(body["campaign_id"])
+    assert stored is not None and stored.split_cursor > 10**16  # (passes, pass, offset) in one DynamoDB number
+
+    pipeline.run()
+
+    sent = [str(email.message_from_string(m.raw_data, policy=policy.default)["To"]) for m in pipeline.ses_sent()]
+    assert sorted(sent) == sorted(f"u{i}@example.com" for i in range(300))
+    _, report_json = pipeline.api("GET", f"/v1/campaigns/{body['campaign_id']}")
+    counts = report_json["counts"]
+    assert (counts["total"], counts["duplicates"], counts["invalid"], counts["sent"]) == (300, 43, 0, 300)
