@@ -4,8 +4,9 @@ It is moto's own server (``DomainDispatcherApplication`` on werkzeug, as ``moto_
 three local touches, none of which changes what an AWS API call does:
 
 * it binds ``127.0.0.1`` on a free port (``--port 0``) and announces the port it got;
-* connections are kept alive (HTTP/1.1), so a busy pipeline does not pay a TCP handshake and a new
-  server thread for every AWS call;
+* connections are kept alive (HTTP/1.1, ``local.wsgi_keepalive``: werkzeug's server closes every
+  connection), so a busy pipeline does not pay a TCP handshake and a new server thread for every
+  AWS call;
 * ``GET /_local/ses/sent`` lists what moto's SES recorded as sent (id, source, destinations), for
   tests and the demo to compare with the outbox — the same record the in-process integration tests
   read from ``ses_backends``.
@@ -75,25 +76,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
-    from werkzeug.serving import make_server
+    from moto.moto_server.werkzeug_app import create_backend_app
 
     from local import moto_tuning
+    from local.wsgi_keepalive import make_server
 
     moto_tuning.apply()
 
-    class KeepAliveHandler(MotoRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
-        # client's delayed ACK stall keep-alive responses by ~40 ms.
-        disable_nagle_algorithm = True
-
-        def log_request(self, *args: Any, **kwargs: Any) -> None:  # no access log per AWS call
-            return None
-
     app = LocalRoutes(moto_tuning.cached_dispatcher(create_backend_app), args.region)
-    server = make_server(args.host, args.port, app, threaded=True, request_handler=KeepAliveHandler)
-    server.daemon_threads = True
+    server = make_server(args.host, args.port, app)
     port = server.server_address[1]
     os.environ["MOTO_PORT"] = str(port)  # moto builds a few self-referencing URLs from it
     stop = threading.Event()

@@ -139,28 +139,64 @@ def _patch_sns_signing() -> bool:
 
 def _patch_dynamodb_traversal() -> bool:
     """moto walks each update expression's syntax tree ten times per UpdateItem, rebuilding the set of
-    node types it looks for at every node; and its action-count check runs on every sub-expression
-    (quadratic) although only the whole expression's counts matter. Same walks, same checks, once."""
+    node types it looks for at every node and asking ``isinstance`` of abstract classes (slow) at
+    every node; its action-count check runs on every sub-expression (quadratic) although only the
+    whole expression's counts matter, and so does its overlapping-paths check. Same walks, same
+    checks, same errors: node types are classified once per (processor, type), the counts are
+    checked on the whole, and the overlap check runs on the whole first — the sub-expressions' paths
+    are subsets of it, so when the whole passes they all do; when it fails, the original walk runs
+    to raise exactly moto's error."""
     from moto.dynamodb.parsing import ast_nodes, validators
 
     traverser = getattr(ast_nodes, "DepthFirstTraverser", None)
     counter = getattr(validators, "ActionCountValidator", None)
-    if traverser is None or counter is None or not hasattr(counter, "verify_action_counts"):
+    overlaps = getattr(validators, "OverlappingPathsValidator", None)
+    if (
+        traverser is None
+        or counter is None
+        or overlaps is None
+        or not hasattr(counter, "verify_action_counts")
+        or not hasattr(overlaps, "check_for_overlapping_paths")
+        or not hasattr(validators, "UpdateExpression")
+    ):
         return False
     node_type = ast_nodes.Node
     generic_walk = traverser.traverse_node_recursively
+    generic_process = traverser.process
+    generic_kinds = traverser.nodes_to_be_processed
     no_pre = traverser.pre_processing_of_child
     original_traverse = traverser.traverse
+    # (processor class, node type) -> index of the first matching key of its processing map, or -1;
+    # moto's process() takes the first key the node is an instance of, in the map's order.
+    kinds: dict[tuple[type, type], int] = {}
+    is_node: dict[type, bool] = {}
 
     def traverse(self: Any, node: Any) -> Any:
-        if type(self).traverse_node_recursively is not generic_walk:
+        cls = type(self)
+        if (
+            cls.traverse_node_recursively is not generic_walk
+            or cls.process is not generic_process
+            or cls.nodes_to_be_processed is not generic_kinds
+        ):
             return original_traverse(self, node)
-        types = self.nodes_to_be_processed()
-        pre = None if type(self).pre_processing_of_child is no_pre else self.pre_processing_of_child
-        process = self.process
+        mapping = self._processing_map()
+        keys = tuple(mapping)
+        handlers = tuple(mapping.values())
+        pre = None if cls.pre_processing_of_child is no_pre else self.pre_processing_of_child
+
+        def kind(t: type) -> int:
+            k = kinds.get((cls, t))
+            if k is None:
+                k = next((i for i, key in enumerate(keys) if issubclass(t, key)), -1)
+                kinds[(cls, t)] = k
+            return k
 
         def walk(current: Any, child_id: int) -> Any:
-            if isinstance(current, node_type):
+            t = type(current)
+            node = is_node.get(t)
+            if node is None:
+                node = is_node[t] = issubclass(t, node_type)
+            if node:
                 parent = current.parent
                 children = current.children
                 if children is not None:
@@ -168,8 +204,9 @@ def _patch_dynamodb_traversal() -> bool:
                         if pre is not None:
                             pre(current, i)
                         walk(child, i)
-                if isinstance(current, types):
-                    current = process(current)
+                k = kind(t)
+                if k >= 0:
+                    current = handlers[k](current)
                     current.parent = parent
                     if parent:
                         parent.children[child_id] = current
@@ -177,16 +214,140 @@ def _patch_dynamodb_traversal() -> bool:
 
         return walk(node, -1)
 
+    update_expression = validators.UpdateExpression
+
     def count_actions_once(self: Any, node: Any) -> Any:
-        update_expression = validators.UpdateExpression
         return self.verify_action_counts(node) if isinstance(node, update_expression) else node
+
+    def check_overlaps_once(self: Any, node: Any) -> Any:
+        if isinstance(node, update_expression):
+            try:
+                self.check_for_overlapping_paths(node)
+            except Exception:
+                return original_traverse(self, node)  # moto's own walk raises its own error
+        return node
 
     traverser.traverse = traverse
     counter.traverse = count_actions_once
+    overlaps.traverse = check_overlaps_once
     return True
 
 
+def _patch_dynamodb_validation() -> bool:
+    """An ``UpdateItem``'s expression goes through ten processors, each a full walk of the tree. After
+    the two whole-expression checks (run first, on the untouched tree, as moto does), the other
+    eight run as two fused walks — [key paths, values, path resolution, functions] then
+    [missing paths, operations, type and empty-key checks] — applying at each node, in moto's order,
+    every processor that handles it. Each processor's decision at a node reads only the node's
+    subtree (already done by every processor of the walk) and its own state, whose events keep
+    their order, so a walk that completes builds moto's tree. The split keeps "missing path" after
+    ``if_not_exists`` has replaced its argument. If a fused walk raises, moto's own passes run again
+    on a fresh copy, to raise moto's own error."""
+    from moto.dynamodb.parsing import ast_nodes
+    from moto.dynamodb.parsing import validators as v
+
+    names = (
+        "ActionCountValidator",
+        "OverlappingPathsValidator",
+        "UpdateHashRangeKeyValidator",
+        "ExpressionAttributeValueProcessor",
+        "ExpressionAttributeResolvingProcessor",
+        "UpdateExpressionFunctionEvaluator",
+        "NoneExistingPathChecker",
+        "ExecuteOperations",
+        "TypeMismatchValidator",
+        "EmptyStringKeyValueValidator",
+    )
+    validator_cls = getattr(v, "UpdateExpressionValidator", None)
+    base = getattr(v, "Validator", None)
+    traverser = getattr(ast_nodes, "DepthFirstTraverser", None)
+    if validator_cls is None or base is None or traverser is None or not all(hasattr(v, n) for n in names):
+        return False
+    expected = tuple(getattr(v, n) for n in names)
+    generic = (traverser.traverse_node_recursively, traverser.process, traverser.nodes_to_be_processed)
+    no_pre = traverser.pre_processing_of_child
+    node_type = ast_nodes.Node
+    original_init = base.__init__
+    original_validate = base.validate
+    kinds: dict[tuple[type, type], int] = {}
+    is_node: dict[type, bool] = {}
+
+    def fused(processors: list[Any], root: Any) -> Any:
+        plans = []
+        for p in processors:
+            mapping = p._processing_map()
+            plans.append((type(p), tuple(mapping), tuple(mapping.values())))
+        pres = [p.pre_processing_of_child for p in processors if type(p).pre_processing_of_child is not no_pre]
+
+        def walk(current: Any, child_id: int) -> Any:
+            t = type(current)
+            node = is_node.get(t)
+            if node is None:
+                node = is_node[t] = issubclass(t, node_type)
+            if not node:
+                return current
+            parent = current.parent
+            children = current.children
+            if children is not None:
+                for i, child in enumerate(children):
+                    for pre in pres:
+                        pre(current, i)
+                    walk(child, i)
+            for cls, keys, handlers in plans:
+                t = type(current)
+                k = kinds.get((cls, t))
+                if k is None:
+                    k = kinds[(cls, t)] = next((i for i, key in enumerate(keys) if issubclass(t, key)), -1)
+                if k >= 0:
+                    current = handlers[k](current)
+                    current.parent = parent
+                    if parent:
+                        parent.children[child_id] = current
+            return current
+
+        return walk(root, -1)
+
+    def __init__(self: Any, expression: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+        original_init(self, expression, *args, **kwargs)
+        self._source_expression = expression
+
+    def validate(self: Any) -> Any:
+        processors = self.processors
+        if (
+            type(self) is not validator_cls
+            or tuple(type(p) for p in processors) != expected
+            or any(
+                (type(p).traverse_node_recursively, type(p).process, type(p).nodes_to_be_processed) != generic
+                for p in processors[2:]
+            )
+        ):
+            return original_validate(self)
+        try:
+            node = self.node_to_validate
+            for p in processors[:2]:
+                node = p.traverse(node)
+            node = fused(processors[2:6], node)
+            return fused(processors[6:], node)
+        except Exception:
+            self.node_to_validate = _fast_copy(self._source_expression)
+            self.processors = self.get_ast_processors()
+            return original_validate(self)
+
+    base.__init__ = __init__
+    base.validate = validate
+    return True
+
+
+# Syntax trees handed out by the parse cache, by id: (tree, its pickle). A tree from the cache is
+# only read by moto's callers (they look up names and values; the validator copies it first), so the
+# cache hands out one shared tree per expression and copies it from its pickle without pickling again.
+_PARSED_TREES: dict[int, tuple[Any, bytes]] = {}
+
+
 def _fast_copy(value: Any) -> Any:
+    cached = _PARSED_TREES.get(id(value))
+    if cached is not None and cached[0] is value:
+        return pickle.loads(cached[1])  # noqa: S301 - our own cache
     try:
         return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))  # noqa: S301 - our own objects
     except Exception:
@@ -195,30 +356,154 @@ def _fast_copy(value: Any) -> Any:
 
 def _patch_dynamodb_parsing() -> bool:
     """moto tokenizes and parses the same update expression up to three times per ``UpdateItem``, and
-    deep-copies the syntax tree before validating it: parse each distinct expression once (a copy of
-    the cached tree is handed out each time), and copy trees with pickle, a few times faster."""
+    deep-copies the syntax tree before validating it: parse each distinct expression once (moto's
+    callers only read the parsed tree, so the cached tree is handed out), and copy trees with pickle
+    — from the pickle kept with the cached tree — a few times faster than ``deepcopy``."""
     from moto.dynamodb.parsing import expressions, validators
 
     parser = getattr(expressions, "UpdateExpressionParser", None)
     if parser is None or not hasattr(parser, "make") or not hasattr(validators, "deepcopy"):
         return False
     original_make = parser.make.__func__
-    parsed: dict[str, bytes] = {}
+    parsed: dict[str, Any] = {}
+    lock = threading.Lock()
 
     def make(cls: Any, expression_str: str) -> Any:
         if cls is not parser:
             return original_make(cls, expression_str)
-        blob = parsed.get(expression_str)
-        if blob is None:
+        tree = parsed.get(expression_str)
+        if tree is None:
             tree = original_make(cls, expression_str)  # a syntax error raises here and is not cached
-            if len(parsed) > 2000:
-                parsed.clear()
-            parsed[expression_str] = pickle.dumps(tree, pickle.HIGHEST_PROTOCOL)
-            return tree
-        return pickle.loads(blob)  # noqa: S301 - our own cache
+            blob = pickle.dumps(tree, pickle.HIGHEST_PROTOCOL)
+            with lock:
+                if len(parsed) > 2000:
+                    parsed.clear()
+                    _PARSED_TREES.clear()
+                parsed[expression_str] = tree
+                _PARSED_TREES[id(tree)] = (tree, blob)
+        return tree
 
     parser.make = classmethod(make)
     validators.deepcopy = _fast_copy
+    return True
+
+
+def _patch_dynamodb_lookups() -> bool:
+    """Three lookups moto repeats on every request: DynamoDB's ~570 reserved words are a list, scanned
+    for every attribute name in an expression (a set answers the same ``in``); a response class's
+    method names are listed with ``inspect.getmembers`` for every call (classes do not change while
+    serving: listed once per class); and ``UpdateItem`` parses its condition expression twice with
+    the same names and values (the second parse in a request reuses the first, per thread)."""
+    from moto.core import responses as core_responses
+    from moto.dynamodb import comparisons
+    from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
+
+    parser_cls = getattr(comparisons, "ConditionExpressionParser", None)
+    if (
+        not hasattr(ReservedKeywords, "get_reserved_keywords")
+        or not hasattr(core_responses, "method_names_from_class")
+        or parser_cls is None
+        or not hasattr(parser_cls, "parse")
+    ):
+        return False
+
+    class _KeywordList(list):  # type: ignore[type-arg]
+        """The same list, with a set behind ``in``."""
+
+        def __init__(self, words: list[str]) -> None:
+            super().__init__(words)
+            self._set = frozenset(words)
+
+        def __contains__(self, word: object) -> bool:
+            return word in self._set
+
+    ReservedKeywords.KEYWORDS = _KeywordList(ReservedKeywords.get_reserved_keywords())
+
+    listed = functools.cache(core_responses.method_names_from_class)
+    core_responses.method_names_from_class = lambda clazz: list(listed(clazz))
+
+    original_parse = parser_cls.parse
+    recent = threading.local()
+
+    def parse(self: Any) -> Any:
+        key = (
+            self.condition_expression,
+            repr(self.expression_attribute_names),
+            repr(self.expression_attribute_values),
+        )
+        last = getattr(recent, "last", None)
+        if last is not None and last[0] == key:
+            _, op, names, values = last
+        else:
+            op = original_parse(self)
+            names, values = list(self.expr_attr_names_found), list(self.expr_attr_values_found)
+            recent.last = (key, op, names, values)
+            return op
+        self.expr_attr_names_found.extend(names)
+        self.expr_attr_values_found.extend(values)
+        return op
+
+    parser_cls.parse = parse
+    return True
+
+
+def _patch_json_serializer() -> bool:
+    """moto serializes a JSON response (DynamoDB's) member by member through five alias providers,
+    asking each for every member of the shape — for every attribute of every item, ten times (one
+    per member of ``AttributeValue``). When the value is a plain ``dict`` whose keys are all members
+    of the shape, and no alias of the shape could apply (no serialization name, no name prefixed
+    with the shape's or ``dict``, no member whose snake_case form is another member), every alias
+    lookup resolves to the key itself: the members present are serialized directly, in the shape's
+    order, as moto would. Anything else takes moto's own path."""
+    from botocore import xform_name
+    from moto.core import serialize
+
+    json_serializer = getattr(serialize, "BaseJSONSerializer", None)
+    picker_cls = getattr(serialize, "XFormedAttributePicker", None)
+    providers = getattr(serialize, "DEFAULT_ALIAS_PROVIDERS", None)
+    if json_serializer is None or picker_cls is None or providers is None:
+        return False
+    if not hasattr(json_serializer, "_serialize_type_structure") or not hasattr(json_serializer, "_serialize"):
+        return False
+    original = json_serializer._serialize_type_structure
+    plain: dict[int, tuple[Any, bool]] = {}  # id(shape) -> (shape, no alias can apply)
+
+    def aliases_inert(shape: Any) -> bool:
+        cached = plain.get(id(shape))
+        if cached is not None and cached[0] is shape:
+            return cached[1]
+        members = shape.members
+        inert = not shape.is_document_type and all(
+            member.serialization.get("name", name) == name
+            and not name.lower().startswith((shape.name.lower(), "dict"))
+            and (xform_name(name) == name or xform_name(name) not in members)
+            for name, member in members.items()
+        )
+        plain[id(shape)] = (shape, inert)
+        return inert
+
+    def _serialize_type_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        picker = getattr(self, "_value_picker", None)
+        if (
+            type(value) is dict
+            and type(picker) is picker_cls
+            and not picker.response_transformers
+            and picker.alias_providers is providers
+            and aliases_inert(shape)
+            and value.keys() <= shape.members.keys()
+        ):
+            wrapper = self.MAP_TYPE() if key else serialized
+            for member_key, member_shape in shape.members.items():
+                member_shape.parent = shape
+                member_value = value.get(member_key)
+                if member_value is not None:
+                    self._serialize(wrapper, member_value, member_shape, member_key)
+            if key:
+                self._default_serialize(serialized, wrapper, shape, key)
+            return
+        original(self, serialized, value, shape, key)
+
+    json_serializer._serialize_type_structure = _serialize_type_structure
     return True
 
 
@@ -248,6 +533,9 @@ def apply() -> list[str]:
         ("sns signing", _patch_sns_signing),
         ("dynamodb expression walks", _patch_dynamodb_traversal),
         ("dynamodb expression parsing", _patch_dynamodb_parsing),
+        ("dynamodb validation walks", _patch_dynamodb_validation),
+        ("dynamodb lookups", _patch_dynamodb_lookups),
+        ("json serializer", _patch_json_serializer),
         ("tracked instances", _trim_tracked_instances),
     ):
         try:

@@ -1,0 +1,343 @@
+"""The local runtime's moto (``local.moto_process``: keep-alive server + ``local.moto_tuning``) answers
+every call as stock moto does.
+
+Given the same sequence of AWS calls — the job table's whole repertoire (conditional claims, counters,
+``if_not_exists``, ``list_append``, ADD/REMOVE/DELETE, binary and set values, every ``ReturnValues``,
+batch reads, queries, scans, transactions) and the errors moto raises for bad expressions — plus SQS,
+SES v2 and Scheduler calls (JSON protocols share the serializer fast path), when it runs against the
+tuned moto process and against stock ``ThreadedMotoServer``, then every answer (data or error code and
+message) is the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from local.children import ROOT
+from local.provision import create_job_table
+from local.smtp_relay import free_port
+
+pytestmark = pytest.mark.slow
+
+ENV = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+VOLATILE = {"ResponseMetadata", "MessageId", "ReceiptHandle", "MD5OfMessageBody", "QueueUrl", "ScheduleArn"}
+
+
+@pytest.fixture(scope="module")
+def tuned_url() -> Iterator[str]:
+    env = {**os.environ, **ENV, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers")])}
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "local.moto_process", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().decode()
+    assert line.startswith("READY"), line
+    try:
+        yield f"http://127.0.0.1:{line.split()[1]}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stock_url() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def _client(service: str, url: str) -> Any:
+    return boto3.session.Session(
+        aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1"
+    ).client(service, endpoint_url=url, config=Config(retries={"max_attempts": 1}))
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _answers(url: str, calls: list[Callable[[Callable[[str], Any]], Any]]) -> list[Any]:
+    clients: dict[str, Any] = {}
+
+    def client(service: str) -> Any:
+        if service not in clients:
+            clients[service] = _client(service, url)
+        return clients[service]
+
+    answers = []
+    for call in calls:
+        try:
+            answers.append(("ok", _scrub(call(client))))
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            answers.append(("error", error.get("Code"), error.get("Message")))
+    return answers
+
+
+def _key(pk: str, sk: str = "M") -> dict[str, Any]:
+    return {"PK": {"S": pk}, "SK": {"S": sk}}
+
+
+def _update(pk: str, expr: str, values: dict[str, Any] | None = None, **kwargs: Any) -> Callable[..., Any]:
+    def call(client: Callable[[str], Any]) -> Any:
+        params: dict[str, Any] = {"TableName": "jobs", "Key": _key(pk), "UpdateExpression": expr, **kwargs}
+        if values is not None:
+            params["ExpressionAttributeValues"] = values
+        return client("dynamodb").update_item(**params)
+
+    return call
+
+
+def _dynamodb_calls() -> list[Callable[..., Any]]:
+    ddb: Callable[[Callable[[str], Any]], Any]
+    calls: list[Callable[..., Any]] = [lambda c: create_job_table(c("dynamodb"), "jobs") or {}]
+    claim = (
+        "SET #s = :sending, lease_until = :lease, claim_token = :token, attempts = :attempts, "
+        "created_at = if_not_exists(created_at, :iso), updated_at = :iso"
+    )
+    claim_values = {
+        ":sending": {"S": "SENDING"},
+        ":lease": {"N": "1700000300.125"},
+        ":token": {"S": "tok-1"},
+        ":attempts": {"N": "1"},
+        ":iso": {"S": "2026-01-01T00:00:00+00:00"},
+        ":q": {"S": "QUEUED"},
+        ":r": {"S": "RETRY_WAIT"},
+        ":now": {"N": "1700000000"},
+    }
+    condition = "attribute_not_exists(PK) OR #s IN (:q, :r) OR (#s = :sending AND lease_until < :now)"
+    for pk in ("msg-1", "msg-1", "msg-2"):  # new, then taken (condition fails with ALL_OLD), then new
+        calls.append(
+            _update(
+                pk,
+                claim,
+                claim_values,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#s": "status"},
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        )
+    calls += [
+        _update(
+            "msg-1",
+            "SET #s = :sent, provider = :p, sent_at = :iso REMOVE lease_until, claim_token",
+            {":sent": {"S": "SENT"}, ":sending": {"S": "SENDING"}, ":p": {"S": "smtp"}, ":iso": {"S": "t"}},
+            ConditionExpression="#s = :sending",
+            ExpressionAttributeNames={"#s": "status"},
+            ReturnValues="UPDATED_OLD",
+        ),
+        _update(
+            "msg-1",
+            "SET #s = :x",
+            {":x": {"S": "SENT"}},
+            ConditionExpression="#s = :x",
+            ExpressionAttributeNames={"#s": "status"},
+            ReturnValues="UPDATED_NEW",
+        ),
+        _update(
+            "cmp-1", "ADD c_sent :one, c_failed :two", {":one": {"N": "1"}, ":two": {"N": "2"}}, ReturnValues="ALL_NEW"
+        ),
+        _update(
+            "cmp-1",
+            "ADD c_sent :one",
+            {":one": {"N": "5"}},
+            ConditionExpression="attribute_exists(PK)",
+            ReturnValues="ALL_OLD",
+        ),
+        _update("cmp-2", "ADD c_sent :one", {":one": {"N": "5"}}, ConditionExpression="attribute_exists(PK)"),
+        _update("cmp-1", "SET c_total = c_sent + :n, c_left = c_sent - :n", {":n": {"N": "3"}}, ReturnValues="ALL_NEW"),
+        _update(
+            "lst-1",
+            "SET events = list_append(if_not_exists(events, :empty), :e)",
+            {":empty": {"L": []}, ":e": {"L": [{"S": "a"}, {"N": "1"}]}},
+            ReturnValues="ALL_NEW",
+        ),
+        _update(
+            "lst-1",
+            "SET events = list_append(events, :e), nested = :m",
+            {":e": {"L": [{"M": {"k": {"BOOL": True}}}]}, ":m": {"M": {"a": {"NULL": True}, "b": {"SS": ["x"]}}}},
+            ReturnValues="ALL_NEW",
+        ),
+        _update(
+            "lst-1",
+            "SET nested.a = :v, events[0] = :v REMOVE nested.b",
+            {":v": {"B": b"\x00\xffbin"}},
+            ReturnValues="ALL_NEW",
+        ),
+        _update(
+            "set-1",
+            "ADD tags :t, nums :n",
+            {":t": {"SS": ["a", "b"]}, ":n": {"NS": ["1", "2.5"]}},
+            ReturnValues="ALL_NEW",
+        ),
+        _update("set-1", "DELETE tags :t", {":t": {"SS": ["a"]}}, ReturnValues="ALL_NEW"),
+        _update("set-1", "ADD blobs :b", {":b": {"BS": [b"one", base64.b64decode("dHdv")]}}, ReturnValues="ALL_NEW"),
+        # errors moto raises while validating an update expression
+        _update("err", "SET a = :a, a = :b", {":a": {"S": "1"}, ":b": {"S": "2"}}),
+        _update("err", "SET a.b = :a, a = :b", {":a": {"S": "1"}, ":b": {"S": "2"}}),
+        _update("err", "SET a = :missing", {":a": {"S": "1"}}),
+        _update("err", "SET a = :a ADD b :n, c :n", {":a": {"S": "1"}, ":n": {"N": "1"}}),
+        _update("err", "SET PK = :a", {":a": {"S": "1"}}),
+        _update("err", "SET #x = :a", {":a": {"S": "1"}}),
+        _update("err", "SET a = b + :n", {":n": {"N": "1"}}),
+        _update("err", "SET a = list_append(nothere, :l)", {":l": {"L": []}}),
+        _update("err", "SET a = :a + :n", {":a": {"S": "x"}, ":n": {"N": "1"}}),
+        _update("err", "SET a = :a REMOVE a", {":a": {"S": "1"}}),
+        _update("err", "SET GSI1PK = :e", {":e": {"S": ""}}),
+        _update("err", "SET size = :a", {":a": {"S": "1"}}),
+        _update("err", "SET a = :a", {":a": {"S": "1"}}, ConditionExpression="b = :zz"),
+        _update(
+            "msg-1",
+            "SET #s = :s",
+            {":s": {"S": "X"}},
+            ConditionExpression="#s IN (:s)",
+            ExpressionAttributeNames={"#s": "status"},
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ),
+    ]
+    ddb = lambda c: c("dynamodb")  # noqa: E731
+    calls += [
+        lambda c: ddb(c).put_item(
+            TableName="jobs",
+            Item={**_key("sup-1", "S"), "kind": {"S": "suppression"}, "data": {"B": b"\x01\x02"}},
+            ConditionExpression="attribute_not_exists(PK)",
+        ),
+        lambda c: ddb(c).put_item(
+            TableName="jobs",
+            Item={**_key("sup-1", "S"), "kind": {"S": "x"}},
+            ConditionExpression="attribute_not_exists(PK)",
+        ),
+        lambda c: ddb(c).get_item(TableName="jobs", Key=_key("msg-1"), ConsistentRead=True),
+        lambda c: ddb(c).get_item(TableName="jobs", Key=_key("set-1"), ProjectionExpression="tags, nums"),
+        lambda c: ddb(c).batch_get_item(
+            RequestItems={
+                "jobs": {"Keys": [_key("msg-1"), _key("sup-1", "S"), _key("none")], "ProjectionExpression": "PK"}
+            }
+        ),
+        lambda c: ddb(c).query(
+            TableName="jobs",
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": "lst-1"}},
+        ),
+        lambda c: ddb(c).scan(
+            TableName="jobs",
+            FilterExpression="attribute_exists(c_sent) AND c_sent > :n",
+            ExpressionAttributeValues={":n": {"N": "1"}},
+        ),
+        lambda c: ddb(c).transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": "jobs",
+                        "Key": _key("tx-1"),
+                        "UpdateExpression": "SET v = if_not_exists(v, :z) ADD n :one",
+                        "ExpressionAttributeValues": {":z": {"N": "0"}, ":one": {"N": "1"}},
+                    }
+                },
+                {
+                    "ConditionCheck": {
+                        "TableName": "jobs",
+                        "Key": _key("msg-1"),
+                        "ConditionExpression": "attribute_exists(PK)",
+                    }
+                },
+            ]
+        ),
+        lambda c: ddb(c).get_item(TableName="jobs", Key=_key("tx-1")),
+        lambda c: ddb(c).delete_item(TableName="jobs", Key=_key("tx-1"), ReturnValues="ALL_OLD"),
+        lambda c: ddb(c).describe_table(TableName="jobs")["Table"]["KeySchema"],
+    ]
+    return calls
+
+
+def _other_calls() -> list[Callable[..., Any]]:
+    def sqs_round(c: Callable[[str], Any]) -> Any:
+        sqs = c("sqs")
+        url = sqs.create_queue(QueueName="q-tuning", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+        sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": str(i), "MessageBody": f"body-{i}", "DelaySeconds": 0} for i in range(3)],
+        )
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+        bodies = sorted(m["Body"] for m in received)
+        deleted = sqs.delete_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)]
+        )
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+        return {"bodies": bodies, "deleted": _scrub(deleted), "attrs": _scrub(attrs)}
+
+    def ses_round(c: Callable[[str], Any]) -> Any:
+        ses = c("sesv2")
+        ses.create_email_identity(EmailIdentity="tuning.test")
+        sent = ses.send_email(
+            FromEmailAddress="a@tuning.test",
+            Destination={"ToAddresses": ["b@example.com"]},
+            Content={"Simple": {"Subject": {"Data": "s"}, "Body": {"Text": {"Data": "t"}}}},
+            EmailTags=[{"Name": "message_id", "Value": "msg-1"}],
+        )
+        return {
+            "has_id": bool(sent.get("MessageId")),
+            "identity": _scrub(ses.get_email_identity(EmailIdentity="tuning.test")),
+        }
+
+    def scheduler_round(c: Callable[[str], Any]) -> Any:
+        scheduler = c("scheduler")
+        scheduler.create_schedule_group(Name="g-tuning")
+        scheduler.create_schedule(
+            Name="s1",
+            GroupName="g-tuning",
+            ScheduleExpression="at(2030-01-01T00:00:00)",
+            FlexibleTimeWindow={"Mode": "OFF"},
+            Target={
+                "Arn": "arn:aws:sqs:us-east-1:123456789012:q",
+                "RoleArn": "arn:aws:iam::123456789012:role/r",
+                "Input": "{}",
+            },
+        )
+        got = scheduler.get_schedule(Name="s1", GroupName="g-tuning")
+        return {k: got[k] for k in ("Name", "GroupName", "ScheduleExpression", "Target", "State")}
+
+    return [sqs_round, ses_round, scheduler_round]
+
+
+def test_tuned_moto_answers_like_stock_moto(tuned_url: str, stock_url: str) -> None:
+    # Given the same calls, when each moto serves them
+    calls = _dynamodb_calls() + _other_calls()
+    tuned = _answers(tuned_url, calls)
+    stock = _answers(stock_url, calls)
+
+    # Then every answer is the same, one by one (the errors included)
+    assert any(a[0] == "error" for a in stock), "the scenario exercises moto's errors"
+    for i, (mine, theirs) in enumerate(zip(tuned, stock, strict=True)):
+        assert mine == theirs, f"call {i}: tuned {mine!r} != stock {theirs!r}"
