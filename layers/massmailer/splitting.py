@@ -319,24 +319,26 @@ class _Splitter:
 
     def _scan(self, start: int, replay_until: int | None) -> None:
         scan = self._csv_block if self.audience.format == "csv" else self._jsonl_block
-        carry, carry_base = b"", 0  # a CSV record still open at the end of a block
-        replay = False
+        carry, carry_base, carry_replay = b"", 0, False  # a CSV record still open at the end of a block
         for block, base, end, replay in self._blocks(start, replay_until):
+            if carry and (block is OVERSIZED_LINE or replay != carry_replay):
+                # The open record ends here: at an over-long line, or at the checkpoint a resume replays
+                # up to. No record spans a checkpoint, so the first run found this one unterminated:
+                # its first line was invalid and the lines after it rows — as ``final`` reads them.
+                scan(carry, carry_base, carry_base + len(carry), carry_replay, final=True)
+                carry = b""
             if block is OVERSIZED_LINE:
-                if carry:
-                    scan(carry, carry_base, carry_base + len(carry), replay, final=True)
-                    carry = b""
                 if not replay:
                     self.invalid += 1
                 continue
             if carry:
                 block, base = carry + block, carry_base
             rest = scan(block, base, end, replay, final=False)
-            carry, carry_base = (block[rest:], base + rest) if rest >= 0 else (b"", 0)
+            carry, carry_base, carry_replay = (block[rest:], base + rest, replay) if rest >= 0 else (b"", 0, False)
             if not replay and self.ctx.time_left() < self.ctx.safety_margin:
                 self._checkpoint_at(end - len(carry), stop=True)
         if carry:
-            scan(carry, carry_base, carry_base + len(carry), replay, final=True)
+            scan(carry, carry_base, carry_base + len(carry), carry_replay, final=True)
 
     def _count(self, total: int, duplicates: int, invalid: int, replay: bool) -> None:
         """Add a stretch of rows to the chunk's counters (rows replayed after a resume count nowhere)."""

@@ -67,6 +67,8 @@ def _audience(n: int = 1500, seed: int = 3) -> tuple[bytes, list[str]]:
             lines.append(f"USER{j}@EXAMPLE.COM,dup of {j},x")
         elif roll < 0.13:
             lines.append("")
+        elif roll < 0.135:  # a quote that never closes: this line is invalid, the next ones are rows
+            lines.append(f'user{i}@example.com,"unterminated {i},x')
         else:
             lines.append(f'user{i}@example.com,"N{i}, the {i}th",Zürich')
         if i % 97 == 5:
@@ -152,9 +154,10 @@ def test_a_multi_pass_split_that_crashes_and_times_out_everywhere_still_matches_
     assert _outcome(ctx) == single_pass  # re-enqueued chunks repeat message ids, never counters
 
 
-def test_a_single_pass_split_with_resumes_matches_too(single_pass) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("read_size", [333, 1 << 20])
+def test_a_single_pass_split_with_resumes_matches_too(single_pass, read_size: int) -> None:  # type: ignore[no-untyped-def]
     data, suppressed = _audience()
-    ctx = _context(data, suppressed, budget=32 << 20, read_size=333)
+    ctx = _context(data, suppressed, budget=32 << 20, read_size=read_size)
     ctx.batch_size = 7  # many small checkpoints
     flips = iter([1e9, 0.0] * 1000)
     ctx.time_left = lambda: next(flips, 1e9)
@@ -196,3 +199,18 @@ def test_jsonl_multi_pass_matches_single_pass() -> None:
         outcomes.append(_outcome(ctx))
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][1][:3] == (700, 300, 2)
+
+
+def test_a_checkpoint_just_after_an_unterminated_quote_resumes_without_repeating_rows() -> None:
+    lines = ["email,name", *(f"a{i}@example.com,A{i}" for i in range(10)), 'bad@example.com,"open quote']
+    lines += [f"b{i}@example.com,B{i}" for i in range(300)]  # within the unterminated record's reach
+    data = ("\n".join(lines) + "\n").encode()
+    ctx = _context(data, [], budget=32 << 20)  # one read: the resume's replay ends mid-block
+    ctx.batch_size = 5
+    flips = iter([1e9, 0.0] * 1000)
+    ctx.time_left = lambda: next(flips, 1e9)
+
+    _run_to_completion(ctx, lambda: split_campaign(ctx, SplitRequest(campaign_id="c1")))
+
+    recipients, counts = _outcome(ctx)
+    assert len(recipients) == 310 and counts[:3] == (310, 0, 1)
