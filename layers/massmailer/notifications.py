@@ -544,6 +544,13 @@ class MailRecord:
     provider_message_id: str | None
     record: dict[str, Any] | None
     campaign_id: str | None
+    consistent: bool = False  # the record was read strongly consistently (by our id, not the index)
+
+    def already_past(self, allowed_from: tuple[str, ...]) -> bool:
+        """The record, as just read, is in none of ``allowed_from``: the conditional status write
+        would fail, so it is not made (a failed conditional write is still billed a write unit;
+        statuses never move back into an earlier state, so the read cannot mislead)."""
+        return self.consistent and self.record is not None and str(self.record.get("status")) not in allowed_from
 
     @property
     def message_id(self) -> str | None:
@@ -575,10 +582,11 @@ def find_mail_record(store: Store, mail: SesMail | None) -> MailRecord:
         record = store.get_message(ours)
         if record is not None:
             break
+    consistent = record is not None
     if record is None and mail.message_id:
         record = store.find_by_provider_id(mail.message_id)
     campaign_id = (record or {}).get("campaign_id") or mail.tag("campaign_id")
-    return MailRecord(mail.message_id, record, campaign_id)
+    return MailRecord(mail.message_id, record, campaign_id, consistent)
 
 
 @dataclass(frozen=True)
@@ -706,7 +714,10 @@ def _settle(
         report.suppressions.append(Suppression(outcome.address, outcome.suppression, outcome.details, added))
     applied = False
     if record_id and (outcome.status is not None or outcome.allowed_from):
-        applied = store.apply_notification(record_id, outcome.status, outcome.detail, outcome.allowed_from)
+        if outcome.status is not None and mail.already_past(tuple(outcome.allowed_from)):
+            applied = False  # e.g. the Send event of a message the sender recorded SENT: no write
+        else:
+            applied = store.apply_notification(record_id, outcome.status, outcome.detail, outcome.allowed_from)
         if applied and outcome.status is not None and outcome.counter and mail.campaign_id:
             store.add_campaign_counts(mail.campaign_id, {outcome.counter: 1})
             report.campaign_counts[outcome.counter] += 1

@@ -127,11 +127,13 @@ BOUNCE_QUEUE = QueueSpec(
 QUEUES: tuple[QueueSpec, ...] = (HIGH_LANE, LOW_LANE, SPLIT_QUEUE, BOUNCE_QUEUE)
 LANES = {"high": HIGH_LANE, "low": LOW_LANE}
 
-# What the configuration set publishes. Not SEND: the sender records SENT itself, so a Send event
-# would only cost an SNS publish, an SQS message and a write per email. DELIVERY is per stage
-# (``sending.track_deliveries``): it is what moves a record to DELIVERED, at about $1.6 per 1M emails
-# (SNS + SQS + one write) — more than the rest of the pipeline's AWS bill for the same emails.
+# What the configuration set publishes. SEND is what makes a crash between SES's acceptance and the
+# sender's record harmless: the Send event settles the record SENT before the lease expires, so the
+# redelivered batch does not send again (it is read, and written only in that rare case). DELIVERY
+# is per stage (``sending.track_deliveries``): it moves records to DELIVERED, at about $1.6 per 1M
+# emails (SNS + SQS + one write each) — more than the send path's own AWS bill.
 SES_EVENT_TYPES = (
+    "SEND",
     "REJECT",
     "BOUNCE",
     "COMPLAINT",

@@ -38,8 +38,9 @@ def test_configuration_set_publishes_every_spec_event_type_to_the_events_topic(s
     assert sorted(props["EventDestination"]["MatchingEventTypes"]) == sorted(
         CFN_EVENT_TYPE[t] for t in spec.ses_event_types(synth.config.sending.track_deliveries)
     )
-    # Never Send (the sender records SENT itself); Delivery only where the stage tracks deliveries.
-    assert "send" not in props["EventDestination"]["MatchingEventTypes"]
+    # Send always (it closes the crash window between SES's acceptance and the sender's record);
+    # Delivery only where the stage tracks deliveries.
+    assert "send" in props["EventDestination"]["MatchingEventTypes"]
     assert ("delivery" in props["EventDestination"]["MatchingEventTypes"]) is synth.config.sending.track_deliveries
     assert props["EventDestination"]["SnsDestination"] == {"TopicARN": {"Ref": _topic_id(synth)}}
 

@@ -446,6 +446,23 @@ def test_without_tag_header_or_index_the_address_is_still_suppressed() -> None:
     assert store.is_suppressed("bounce@simulator.amazonses.com")
 
 
+def test_the_send_event_of_a_recorded_send_costs_no_write_and_settles_an_unrecorded_one() -> None:
+    store = InMemoryStore()
+    given_campaign(store)
+    given_sent(store, "cmp-spring.a1", "a@example.com", "pmid-a")  # the sender recorded it
+    given_sent(store, "cmp-spring.b2", "b@example.com", provider_message_id=None)  # it crashed first
+    tags = {"message_id": ["cmp-spring.a1"], "campaign_id": [CAMPAIGN]}
+    writes = store.writes
+
+    report = process_notification(store, notification("event-send.json", messageId="pmid-a", tags=tags))
+
+    assert store.writes == writes and report.duplicates == 1
+    assert store.get_message("cmp-spring.a1")["status"] == Status.SENT
+    tags = {"message_id": ["cmp-spring.b2"], "campaign_id": [CAMPAIGN]}
+    process_notification(store, notification("event-send.json", messageId="pmid-b", tags=tags))
+    assert store.get_message("cmp-spring.b2")["status"] == Status.SENT and store.writes == writes + 1
+
+
 def test_addresses_are_compared_case_insensitively() -> None:
     store = _store()
     given_campaign(store)
