@@ -3,11 +3,12 @@
 A real moto run (in process) of one campaign through the real handlers and the real wiring:
 ingest (``POST /v1/campaigns``) → splitter → both lanes → sender (SES v2 as the provider), each
 queue drained by ``local.event_source`` as Lambda's event source mapping would, stage after stage so
-moto's queues stay short (moto's SQS receive scans the whole queue). Then two event stages: for a
-sample of the sent emails SES ``Delivery`` events, for another sample ``Bounce`` events (Permanent),
-are published to the SNS topic as SES would, and the bounce handler drains them from its queue;
-each is costed per event and weighted per email: Delivery once per email on stages that track
-deliveries, Bounce at ``BOUNCE_RATE``. (The configuration set does not publish ``Send``.)
+moto's queues stay short (moto's SQS receive scans the whole queue). Then three event stages: for a
+sample of the sent emails SES ``Send`` events, then ``Delivery`` events, for another sample
+``Bounce`` events (Permanent), are published to the SNS topic as SES would, and the bounce handler
+drains them from its queue; each is costed per event and weighted per email: Send once per email
+(every stage publishes it: it closes the crash window between SES's acceptance and the sender's
+record), Delivery once per email on stages that track deliveries, Bounce at ``BOUNCE_RATE``.
 
 Counting: two handlers appended to ``botocore.handlers.BUILTIN_HANDLERS`` — so every client and
 resource the code creates carries them — see each call's parameters (``before-parameter-build``)
@@ -353,6 +354,8 @@ def ses_event(kind: str, ses_message_id: str, address: str, tags: dict[str, str]
             **{k: [v] for k, v in tags.items()},
         },
     }
+    if kind == "Send":
+        return {"eventType": "Send", "mail": mail, "send": {}}
     if kind == "Bounce":
         return {
             "eventType": "Bounce",
@@ -505,11 +508,16 @@ def moto_campaign_run(recipients: int, notify_sample: int, ses_rate: float) -> d
                 sent = [r for r in records if r.get("status", {}).get("S") == "SENT"]
                 statuses = Counter(r.get("status", {}).get("S") for r in records)
 
-                # 4. events, SNS → SQS → bounce λ, each kind for its own sample of the sent emails:
-                # Delivery (stages tracking deliveries get one per email) and Bounce (a few percent).
+                # 4. events, SNS → SQS → bounce λ: Send for a sample of the sent emails (one per email
+                # on every stage), Delivery for the same sample (stages that track deliveries), Bounce
+                # for another (a few percent of emails).
                 sns = boto3.client("sns")
                 n = max(0, min(notify_sample, len(sent) // 2))
-                samples = {"deliveries": ("Delivery", sent[:n]), "bounces": ("Bounce", sent[n : n + n // 2])}
+                samples = {
+                    "sends": ("Send", sent[:n]),
+                    "deliveries": ("Delivery", sent[:n]),
+                    "bounces": ("Bounce", sent[n : n + n // 2]),
+                }
                 bounce_source = source("bounce", "bounce", bounce_handler.handler)
                 for stage_name, (kind, sample) in samples.items():
                     with counter.counting(stage_name):
@@ -652,7 +660,7 @@ def cost_per_million(pe: dict[str, float], campaign_size: int, arch: str = "arm"
 
 
 SEND_PATH = ("ingest", "split", "send")
-EVENT_STAGES = ("deliveries", "bounces")
+EVENT_STAGES = ("sends", "deliveries", "bounces")
 STAGES = (*SEND_PATH, *EVENT_STAGES)
 # Bounces and complaints per email assumed in the cost: SES puts an account under review at 5 %
 # bounces; 2 % is a list in ordinary health (complaints are a tenth of that and cost the same).
@@ -699,6 +707,16 @@ def run(
             digits=4,
         ),
         "ses": Row("aws.ses", "SES SendEmail / email", "req", higher_is_better=False, digits=3),
+        "send_event_writes": Row(
+            "aws.send_event_ddb_writes",
+            "per Send event: DynamoDB write requests (the sender recorded SENT first)",
+            "req",
+            higher_is_better=False,
+            digits=3,
+        ),
+        "send_event_rru": Row(
+            "aws.send_event_rru", "per Send event: DynamoDB RRU", "RRU", higher_is_better=False, digits=3
+        ),
         "delivery_writes": Row(
             "aws.delivery_ddb_writes",
             "per Delivery event: DynamoDB write requests",
@@ -732,7 +750,7 @@ def run(
         ),
         "cost_total": Row(
             "aws.cost_total",
-            f"cost per 1M emails, send path + bounce/complaint events at {BOUNCE_RATE:.0%} (prod; excl. SES)",
+            f"cost per 1M emails, send path + Send events + bounces/complaints at {BOUNCE_RATE:.0%} (prod; excl. SES)",
             "$",
             target=TARGET_COST,
             higher_is_better=False,
@@ -764,8 +782,9 @@ def run(
         if result["sent"] != recipients:
             raise RuntimeError(f"moto run: {result['sent']} of {recipients} sent ({result['statuses']})")
         send = per_email(result, SEND_PATH, {"sender": sender_cpu})
-        prod = per_email(result, (*SEND_PATH, "bounces"), {"sender": sender_cpu}, {"bounces": BOUNCE_RATE})
-        tracked = per_email(result, STAGES, {"sender": sender_cpu}, {"bounces": BOUNCE_RATE, "deliveries": 1.0})
+        prod = per_email(result, (*SEND_PATH, "sends", "bounces"), {"sender": sender_cpu}, {"bounces": BOUNCE_RATE})
+        tracked = per_email(result, STAGES, {"sender": sender_cpu}, {"bounces": BOUNCE_RATE})
+        send_events = per_email(result, ("sends",))
         per_delivery = per_email(result, ("deliveries",))
         per_bounce = per_email(result, ("bounces",))
         cost_send = cost_per_million(send, recipients)
@@ -778,6 +797,8 @@ def run(
         rows["ddb_rru"].samples.append(send["ddb_rru"])
         rows["sqs"].samples.append(send["sqs_requests"])
         rows["ses"].samples.append(send["ses_send"])
+        rows["send_event_writes"].samples.append(send_events["ddb_write_requests"])
+        rows["send_event_rru"].samples.append(send_events["ddb_rru"])
         rows["delivery_writes"].samples.append(per_delivery["ddb_write_requests"])
         rows["bounce_writes"].samples.append(per_bounce["ddb_write_requests"])
         rows["event_sqs"].samples.append(per_delivery["sqs_requests"])
@@ -794,6 +815,7 @@ def run(
                 "per_email_send_path": send,
                 "per_email_prod": prod,
                 "per_email_with_deliveries": tracked,
+                "per_send_event": send_events,
                 "per_delivery_event": per_delivery,
                 "per_bounce_event": per_bounce,
                 "cost_per_1m_send_path": cost_send,

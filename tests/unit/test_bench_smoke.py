@@ -49,6 +49,8 @@ EXPECTED_ROWS = {
         "aws.ddb_rru",
         "aws.sqs",
         "aws.ses",
+        "aws.send_event_ddb_writes",
+        "aws.send_event_rru",
         "aws.delivery_ddb_writes",
         "aws.bounce_ddb_writes",
         "aws.event_sqs",
@@ -78,6 +80,7 @@ EXPECTED_ROWS = {
 # Rows allowed to be zero at toy sizes (e.g. no conditional failure in a clean run).
 MAY_BE_ZERO = {
     "aws.ddb_conditional_failures",
+    "aws.send_event_ddb_writes",
     "engine.rest",
     "splitter.peak_rss",
     "splitter.peak_rss_small",
