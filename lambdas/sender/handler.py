@@ -43,7 +43,12 @@ def handler(event: dict[str, Any], context: Any, ctx: SenderContext | None = Non
 
     def record_handler(record: SQSRecord) -> None:
         batch = BatchMessage.model_validate_json(record.body)  # a malformed message fails → DLQ after redrive
-        report = send_batch(sender, batch, time_left=lambda: context.get_remaining_time_in_millis() / 1000)
+        report = send_batch(
+            sender,
+            batch,
+            time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+            delivery=record.message_id,  # the same on every redelivery of this message
+        )
         logger.info("batch done", extra={"outcomes": dict(report.outcomes), "campaign_id": batch.campaign_id})
         _emit(report)
 

@@ -118,6 +118,7 @@ class InMemoryStore:
         lane: str,
         attempt: int,
         lease_seconds: int,
+        delivery: str | None = None,
     ) -> Claim:
         now = self._clock()
         with self._lock:
@@ -143,6 +144,8 @@ class InMemoryStore:
             )
             if campaign_id:
                 item["campaign_id"] = campaign_id
+            if delivery:
+                item["delivery"] = delivery
             return Claim(claimed=True, record=dict(item), token=token)
 
     def record_sent(self, message_id: str, token: str, provider: str, provider_message_id: str) -> None:

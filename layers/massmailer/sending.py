@@ -131,11 +131,33 @@ class _Result:
     delay: float = 0.0
 
 
-def send_batch(ctx: SenderContext, batch: BatchMessage, time_left: Callable[[], float] | None = None) -> BatchReport:
+# A record's final state → the outcome it is counted as (see ``send_batch``'s ``delivery``).
+_FINISHED_AS: dict[str, str] = {
+    Status.SENT: "sent",
+    Status.DELIVERED: "sent",
+    Status.SOFT_BOUNCED: "sent",
+    Status.BOUNCED: "sent",
+    Status.COMPLAINED: "sent",
+    Status.FAILED: "failed",
+    Status.SUPPRESSED: "suppressed",
+}
+
+
+def send_batch(
+    ctx: SenderContext,
+    batch: BatchMessage,
+    time_left: Callable[[], float] | None = None,
+    delivery: str | None = None,
+) -> BatchReport:
     """Send one queue message. Raises ``StoreUnavailable``/``QueueUnavailable`` to have it redelivered.
 
     ``time_left`` (seconds left in this invocation): recipients not started when it runs low are
     re-enqueued untouched, so a Lambda timeout never lands between a send and its record.
+
+    ``delivery`` (the queue message's id, the same on every redelivery): the campaign's counters
+    move once per batch, at the end; when an attempt dies before that, the redelivery finds the
+    recipients it had finished — claimed for this same message — and counts them, so a crash leaves
+    the counters neither short nor doubled.
     """
     report = BatchReport()
     now = ctx.clock()
@@ -171,7 +193,7 @@ def send_batch(ctx: SenderContext, batch: BatchMessage, time_left: Callable[[], 
     def one(recipient: BatchRecipient) -> _Result:
         if time_left is not None and time_left() < ctx.time_margin:
             return _Result(recipient, "deferred")
-        return _send_one(ctx, batch, campaign, recipient, suppressed)
+        return _send_one(ctx, batch, campaign, recipient, suppressed, delivery)
 
     if ctx.concurrency > 1 and len(batch.recipients) > 1:
         with ThreadPoolExecutor(max_workers=min(ctx.concurrency, len(batch.recipients))) as pool:
@@ -250,12 +272,13 @@ def _send_one(
     campaign: StoredCampaign | None,
     recipient: BatchRecipient,
     suppressed: set[str],
+    delivery: str | None = None,
 ) -> _Result:
     """Never raises for one recipient's trouble: a store outage before the provider accepted the
     message re-enqueues the recipient (nothing was sent, so a retry is safe); after it, the outcome
     is logged and the recipient is not retried (see ``_record_sent``)."""
     try:
-        return _claim_and_send(ctx, batch, campaign, recipient, suppressed)
+        return _claim_and_send(ctx, batch, campaign, recipient, suppressed, delivery)
     except StoreUnavailable as exc:
         logger.error(
             "store unavailable; recipient re-enqueued",
@@ -270,6 +293,7 @@ def _claim_and_send(
     campaign: StoredCampaign | None,
     recipient: BatchRecipient,
     suppressed: set[str],
+    delivery: str | None = None,
 ) -> _Result:
     store = ctx.store
     claim = store.claim_recipient(
@@ -279,12 +303,16 @@ def _claim_and_send(
         lane=batch.lane.value,
         attempt=recipient.attempt,
         lease_seconds=ctx.lease_seconds,
+        delivery=delivery,
     )
     if not claim.claimed:
         if claim.status == Status.SENDING.value:
             # Someone else holds a live lease: come back when it has expired, in case they died.
             remaining = float(claim.record.get("lease_until", 0)) - ctx.clock()
             return _Result(recipient, "busy", delay=max(remaining, 0) + 1)
+        if delivery and claim.record.get("delivery") == delivery and claim.status in _FINISHED_AS:
+            # Finished by an earlier attempt at this same queue message, which died before counting.
+            return _Result(recipient, _FINISHED_AS[claim.status])
         return _Result(recipient, "skipped")  # already sent or finished: a duplicate delivery
 
     if address_key(recipient.email) in suppressed:

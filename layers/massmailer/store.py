@@ -133,6 +133,7 @@ class Store(Protocol):
         lane: str,
         attempt: int,
         lease_seconds: int,
+        delivery: str | None = None,
     ) -> Claim: ...
     def record_sent(self, message_id: str, token: str, provider: str, provider_message_id: str) -> None: ...
     def record_retry(self, message_id: str, token: str, error: str) -> None: ...
@@ -336,7 +337,11 @@ class DynamoStore:
         lane: str,
         attempt: int,
         lease_seconds: int,
+        delivery: str | None = None,
     ) -> Claim:
+        """Claim the recipient for one send (a conditional write). ``delivery``: the queue message
+        the claim is made for, kept on the record so that a redelivery of that same message can tell
+        the recipients its interrupted first attempt finished (and never counted)."""
         now = self._clock()
         token = uuid.uuid4().hex  # unique per claim, so a stale holder can never act on a new claim
         names = {"#s": "status"}
@@ -361,6 +366,9 @@ class DynamoStore:
         if campaign_id:
             expr += ", campaign_id = :cid"
             values[":cid"] = campaign_id
+        if delivery:
+            expr += ", delivery = :delivery"
+            values[":delivery"] = delivery
         try:
             result = self._call(
                 self._table.update_item,

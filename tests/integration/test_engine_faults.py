@@ -153,12 +153,19 @@ def test_a_crash_between_send_and_record_does_not_send_twice(
     # Then user1 was not sent again, and user2 (never reached before the crash) was sent once
     assert sorted(_recipients(pipeline)) == ["user0@example.com", "user1@example.com", "user2@example.com"]
     assert wiring.store().get_message(second)["status"] == "SENT"  # type: ignore[index]
+    # and the campaign counts each of them once: the crashed attempt never counted user0 and user1
+    _assert_counted(pipeline, body["campaign_id"], sent=3)
+
+
+def _assert_counted(pipeline: Pipeline, campaign_id: str, sent: int) -> None:
+    _, report = pipeline.api("GET", f"/v1/campaigns/{campaign_id}")
+    assert report["counts"]["sent"] == sent and report["counts"]["queued"] == 0, report["counts"]
 
 
 def test_a_crash_before_the_provider_call_is_retried_after_the_lease(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, messages, event = _one_batch(pipeline, 3)
+    body, messages, event = _one_batch(pipeline, 3)
     ctx = wiring.sender_context()
     real_send = type(ctx.chain).send
     state = {"crashed": False}
@@ -174,6 +181,23 @@ def test_a_crash_before_the_provider_call_is_retried_after_the_lease(
         sender_handler.handler(event, context("sender"))
     _redeliver_after_lease(pipeline, messages)
     assert sorted(_recipients(pipeline)) == ["user0@example.com", "user1@example.com", "user2@example.com"]
+    _assert_counted(pipeline, body["campaign_id"], sent=3)  # user0, sent before the crash, counted once
+
+
+def test_a_duplicate_queue_message_for_the_same_recipients_counts_nothing_twice(
+    pipeline: Pipeline,
+) -> None:
+    body, messages, event = _one_batch(pipeline, 3)
+    sender_handler.handler(event, context("sender"))  # sent and counted
+    _assert_counted(pipeline, body["campaign_id"], sent=3)
+    # the same recipients in another queue message (e.g. a splitter that re-enqueued its last chunk)
+    [message] = messages
+    again = sqs_event(
+        [{**message, "MessageId": "another-message"}], "arn:aws:sqs:us-east-1:123456789012:massmailer-test-low"
+    )
+    sender_handler.handler(again, context("sender"))
+    assert len(_recipients(pipeline)) == 3
+    _assert_counted(pipeline, body["campaign_id"], sent=3)
 
 
 @pytest.fixture
