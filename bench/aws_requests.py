@@ -70,6 +70,7 @@ class _Write:
     pk: str
     failed: bool
     sets_gsi: bool
+    factor: int = 1  # a write in a transaction is billed twice
 
 
 @dataclass
@@ -189,8 +190,8 @@ class RequestCounter:
             for entry in params.get("TransactItems") or []:
                 for action in entry.values():
                     key = action.get("Key") or action.get("Item") or {}
-                    # transactional writes cost twice: recorded as two writes
-                    count.writes.extend([_Write(self._pk(key), failed, False)] * 2)
+                    # one write per item, each billed twice (transactional)
+                    count.writes.append(_Write(self._pk(key), failed, False, factor=2))
         elif op == "GetItem":
             count.reads.append(_Read([self._pk(params.get("Key"))], bool(params.get("ConsistentRead")), op))
         elif op == "BatchGetItem":
@@ -317,7 +318,7 @@ def _units(count: StageCount, sizes: dict[str, tuple[int, bool]], gsi_pks: set[s
     wru = gsi_wru = 0.0
     for w in count.writes:
         size = sizes.get(w.pk, (1024, False))[0]
-        units = max(1, math.ceil(size / 1024))
+        units = max(1, math.ceil(size / 1024)) * w.factor
         wru += units
         if w.failed:
             continue

@@ -37,6 +37,7 @@ class InMemoryStore:
         self.messages: dict[str, dict[str, Any]] = {}
         self.suppressions: dict[str, dict[str, Any]] = {}
         self.events: set[str] = set()
+        self.counted: set[str] = set()  # queue messages whose counts were added (count_batch)
         self.requests: dict[str, dict[str, Any]] = {}
         self.windows: dict[tuple[str, int], int] = {}
         self.states: dict[str, dict[str, Any]] = {}
@@ -78,6 +79,20 @@ class InMemoryStore:
                 return
             for k, v in deltas.items():
                 item[f"c_{k}"] = item.get(f"c_{k}", 0) + v
+
+    def count_batch(self, campaign_id: str, delivery: str, deltas: Mapping[str, int]) -> bool:
+        deltas = {k: v for k, v in deltas.items() if v}
+        if not deltas:
+            return True
+        with self._lock:
+            self.writes += 2  # the marker and the counters (one transaction)
+            item = self.campaigns.get(campaign_id)
+            if delivery in self.counted or item is None:
+                return False
+            self.counted.add(delivery)
+            for k, v in deltas.items():
+                item[f"c_{k}"] = item.get(f"c_{k}", 0) + v
+            return True
 
     def advance_split(
         self, campaign_id: str, expected_cursor: int, new_cursor: int, deltas: Mapping[str, int], done: bool

@@ -218,15 +218,16 @@ def send_batch(
         _requeue(ctx, batch, group, delay)
 
     if batch.campaign_id:
-        ctx.store.add_campaign_counts(
-            batch.campaign_id,
-            {
-                "sent": report.outcomes["sent"],
-                "failed": report.outcomes["failed"],
-                "suppressed": report.outcomes["suppressed"],
-                "retried": report.outcomes["retry"] + report.outcomes["retry_throttled"],
-            },
-        )
+        deltas = {
+            "sent": report.outcomes["sent"],
+            "failed": report.outcomes["failed"],
+            "suppressed": report.outcomes["suppressed"],
+            "retried": report.outcomes["retry"] + report.outcomes["retry_throttled"],
+        }
+        if delivery:
+            ctx.store.count_batch(batch.campaign_id, delivery, deltas)  # once per queue message
+        else:
+            ctx.store.add_campaign_counts(batch.campaign_id, deltas)
     return report
 
 

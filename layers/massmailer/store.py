@@ -15,12 +15,14 @@ message record         MSG#<message_id>      MSG     status, attempts, lease; GS
 suppression            SUPP#<address key>    SUPP    reason, details
 idempotency key        IDEMP#<key>           IDEMP   request hash + stored response, TTL 24 h
 processed SES event    EVT#<digest>          EVT     de-duplicates notifications, TTL 30 days
+counted queue message  COUNTED#<message id>  COUNTED a sender batch's counts were added, TTL 14 days
 =====================  ====================  ======  ==========================================
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -38,6 +40,7 @@ from massmailer.spec import JOB_TABLE
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 EVENT_TTL_SECONDS = 30 * 24 * 3600
+COUNTED_TTL_SECONDS = 14 * 24 * 3600  # SQS keeps a message at most 14 days: no redelivery after that
 COUNTER_FIELDS = tuple(CampaignCounts.model_fields)
 # States from which a recipient may (still) be claimed for sending.
 CLAIMABLE = (Status.QUEUED.value, Status.RETRY_WAIT.value)
@@ -119,6 +122,7 @@ class Store(Protocol):
     def get_campaign(self, campaign_id: str) -> StoredCampaign | None: ...
     def set_campaign_status(self, campaign_id: str, status: CampaignStatus, error: str | None = None) -> None: ...
     def add_campaign_counts(self, campaign_id: str, deltas: Mapping[str, int]) -> None: ...
+    def count_batch(self, campaign_id: str, delivery: str, deltas: Mapping[str, int]) -> bool: ...
     def advance_split(
         self, campaign_id: str, expected_cursor: int, new_cursor: int, deltas: Mapping[str, int], done: bool
     ) -> bool: ...
@@ -281,6 +285,56 @@ class DynamoStore:
         except ClientError as exc:
             if not self._conditional_failed(exc):
                 raise
+
+    def count_batch(self, campaign_id: str, delivery: str, deltas: Mapping[str, int]) -> bool:
+        """Add one queue message's counts exactly once, however often it is delivered: a marker for
+        the message and the counters move in one transaction. False when it was counted before."""
+        deltas = {k: v for k, v in deltas.items() if v}
+        if not deltas:
+            return True
+        # The table resource's client takes (and returns) plain Python values, as the resource does.
+        names = {f"#c{i}": f"c_{k}" for i, k in enumerate(deltas)}
+        values = {f":c{i}": v for i, v in enumerate(deltas.values())}
+        marker = {
+            JOB_TABLE.partition_key: f"COUNTED#{delivery}",
+            JOB_TABLE.sort_key: "COUNTED",
+            "expires_at": int(self._clock()) + COUNTED_TTL_SECONDS,
+        }
+        items = [
+            {
+                "Put": {
+                    "TableName": self._table.name,
+                    "Item": marker,
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._table.name,
+                    "Key": campaign_key(campaign_id),
+                    "UpdateExpression": "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(deltas))),
+                    "ConditionExpression": "attribute_exists(PK)",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                }
+            },
+        ]
+        for attempt in range(1, 6):
+            try:
+                self._client.transact_write_items(TransactItems=items)
+                return True
+            except ClientError as exc:
+                reasons = {r.get("Code") for r in exc.response.get("CancellationReasons") or []}
+                if "ConditionalCheckFailed" in reasons:
+                    return False  # counted before (or the campaign is gone): nothing to add
+                if "TransactionConflict" in reasons and attempt < 5:
+                    # another sender's transaction on the campaign's counters: try again shortly
+                    time.sleep(0.01 * 2**attempt * (0.5 + random.random()))
+                    continue
+                raise StoreUnavailable(f"transact_write_items: {exc}") from exc
+            except Exception as exc:  # endpoint unreachable, timeouts
+                raise StoreUnavailable(f"transact_write_items: {exc}") from exc
+        raise StoreUnavailable("transact_write_items: still conflicting")  # pragma: no cover (loop raises)
 
     def advance_split(
         self, campaign_id: str, expected_cursor: int, new_cursor: int, deltas: Mapping[str, int], done: bool

@@ -171,3 +171,40 @@ def test_a_delivery_recorded_before_the_send_is_not_undone(store_and_clock) -> N
     record = store.get_message("m1")
     assert record["status"] == "DELIVERED" and record["provider"] == "ses"
     assert store.find_by_provider_id("ses-9")["message_id"] == "m1"
+
+
+def test_a_queue_messages_counts_are_added_once_however_often_it_comes(store_and_clock) -> None:  # type: ignore[no-untyped-def]
+    store, _ = store_and_clock
+    store.put_campaign(make_campaign("c1"))
+    assert store.count_batch("c1", "sqs-1", {"sent": 3, "failed": 1}) is True
+    assert store.count_batch("c1", "sqs-1", {"sent": 3, "failed": 1}) is False  # the same message again
+    assert store.count_batch("c1", "sqs-2", {"sent": 2}) is True
+    assert store.count_batch("missing", "sqs-3", {"sent": 2}) is False
+    counts = store.get_campaign("c1").counts
+    assert (counts.sent, counts.failed) == (5, 1)
+
+
+def test_counting_retries_a_transaction_conflict_on_the_campaign_item(aws_env: None) -> None:
+    from botocore.exceptions import ClientError
+
+    class Client:
+        calls = 0
+
+        def transact_write_items(self, **_: object) -> None:
+            Client.calls += 1
+            if Client.calls <= 2:  # another sender's transaction on the same counters
+                raise ClientError(
+                    {
+                        "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                        "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}],
+                    },
+                    "TransactWriteItems",
+                )
+
+    class Table:
+        name = "t"
+        meta = type("Meta", (), {"client": Client()})()
+
+    store = DynamoStore(Table())
+    assert store.count_batch("c1", "sqs-1", {"sent": 1}) is True
+    assert Client.calls == 3
