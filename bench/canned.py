@@ -4,7 +4,8 @@ Request serialization, SigV4 signing and response parsing all run — what a Lam
 side of an AWS call — but no network and no emulator (moto's own CPU would swamp the figure). Just
 enough behaviour for the send path: SES v2 ``SendEmail``; DynamoDB ``PutItem``/``GetItem`` over a
 dict (so the campaign written first is read back), ``UpdateItem`` (returning the key and a status
-when asked for values), ``BatchGetItem`` (nothing suppressed), ``Query``; SQS ``SendMessageBatch``.
+when asked for values), ``TransactWriteItems`` (a batch's counters), ``BatchGetItem`` (nothing
+suppressed), ``Query``; SQS ``SendMessageBatch``.
 """
 
 from __future__ import annotations
