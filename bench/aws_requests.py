@@ -340,54 +340,23 @@ def _units(count: StageCount, sizes: dict[str, tuple[int, bool]], gsi_pks: set[s
 
 
 def ses_event(kind: str, ses_message_id: str, address: str, tags: dict[str, str], config_set: str) -> dict[str, Any]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-    mail = {
-        "timestamp": now,
-        "source": FROM_ADDRESS,
-        "sourceArn": f"arn:aws:ses:us-east-1:123456789012:identity/{FROM_ADDRESS}",
-        "sendingAccountId": "123456789012",
-        "messageId": ses_message_id,
-        "destination": [address],
-        "headersTruncated": False,
-        "tags": {
-            "ses:configuration-set": [config_set],
-            "ses:from-domain": [FROM_ADDRESS.rpartition("@")[2]],
-            **{k: [v] for k, v in tags.items()},
-        },
-    }
+    """The event SES publishes, as the local runtime's SES endpoint writes it (``local.ses_events``)."""
+    from local.ses_events import AcceptedEmail, delivery_event, hard_bounce_event, send_event
+
+    email = AcceptedEmail(
+        message_id=ses_message_id,
+        source=FROM_ADDRESS,
+        destinations=[address],
+        tags=tags,
+        configuration_set=config_set,
+        headers=[],
+        accepted_at=time.time(),
+    )
     if kind == "Send":
-        return {"eventType": "Send", "mail": mail, "send": {}}
+        return send_event(email)
     if kind == "Bounce":
-        return {
-            "eventType": "Bounce",
-            "mail": mail,
-            "bounce": {
-                "bounceType": "Permanent",
-                "bounceSubType": "General",
-                "bouncedRecipients": [
-                    {
-                        "emailAddress": address,
-                        "action": "failed",
-                        "status": "5.1.1",
-                        "diagnosticCode": "smtp; 550 5.1.1 user unknown",
-                    }
-                ],
-                "timestamp": now,
-                "feedbackId": f"fb-{ses_message_id}",
-                "reportingMTA": "dsn; a8-1.smtp-out.amazonses.com",
-            },
-        }
-    return {
-        "eventType": "Delivery",
-        "mail": mail,
-        "delivery": {
-            "timestamp": now,
-            "processingTimeMillis": 812,
-            "recipients": [address],
-            "smtpResponse": "250 2.0.0 OK",
-            "reportingMTA": "a8-1.smtp-out.amazonses.com",
-        },
-    }
+        return hard_bounce_event(email, address, 1.0, suppression_list=False)
+    return delivery_event(email, [address], 0.8)
 
 
 # --------------------------------------------------------------------------------------------------
