@@ -127,28 +127,29 @@ def test_a_dropped_session_is_reopened_before_the_message_is_written(server: tup
     assert len(handler.received) == 2 and handler.sessions == 2
 
 
+def _cut_at_reply(session: Any, n: int) -> None:
+    """The connection is reset when the session waits for its ``n``-th reply (later ones are real)."""
+    real_reply, calls = session._reply, {"n": 0}
+
+    def reply() -> tuple[int, str]:
+        calls["n"] += 1
+        if calls["n"] == n:
+            session._sock.close()
+            raise OSError("connection reset")
+        return real_reply()
+
+    session._reply = reply
+
+
 def test_a_session_lost_after_the_message_was_written_is_transient_not_resent(
     server: tuple[Handler, Controller],
 ) -> None:
     handler, controller = server
     provider = _provider(controller)
 
-    class Cut(Exception):
-        pass
-
     session = provider._sessions[0]
     session.open()
-    real_reply = session._reply
-    calls = {"n": 0}
-
-    def reply() -> tuple[int, str]:
-        calls["n"] += 1
-        if calls["n"] == 4:  # MAIL, RCPT, DATA replies read; the final reply never comes
-            session._sock.close()  # type: ignore[union-attr]
-            raise OSError("connection reset")
-        return real_reply()
-
-    session._reply = reply  # type: ignore[method-assign]
+    _cut_at_reply(session, 4)  # MAIL, RCPT, DATA replies read; the final reply never comes
     with pytest.raises(Transient, match="after the message was sent"):
         provider.send(_email("a@example.com"))
     assert handler.sessions == 1  # not silently resent on a new session
@@ -223,16 +224,7 @@ def test_a_session_cut_mid_conveyor_marks_only_the_written_message_as_possibly_s
     provider = _provider(controller)
     session = provider._sessions[0]
     session.open()
-    real_reply, calls = session._reply, {"n": 0}
-
-    def reply() -> tuple[int, str]:
-        calls["n"] += 1
-        if calls["n"] == 4:  # A's MAIL/RCPT/DATA answered; A's body + B's envelope written; then the cut
-            session._sock.close()  # type: ignore[union-attr]
-            raise OSError("connection reset")
-        return real_reply()
-
-    session._reply = reply  # type: ignore[method-assign]
+    _cut_at_reply(session, 4)  # A's MAIL/RCPT/DATA answered; A's body + B's envelope written; then the cut
     a, b = _Slot(_email("a@example.com")), _Slot(_email("b@example.com"))
     session._waiting.extend([a, b])
     # The driver's own message was queued behind a and b, never written: the provider retries it on
