@@ -262,3 +262,47 @@ def test_many_threads_on_one_connection_each_email_arrives_once(pipelining_serve
     bodies = sorted(email.message_from_bytes(raw).get_payload().strip() for raw in handler.received)
     assert bodies == sorted(f"t{t}.{i}" for t in range(8) for i in range(25))
     assert handler.sessions == 1
+
+
+def test_closing_a_session_with_a_message_staged_settles_it_as_never_written(
+    pipelining_server: tuple[Handler, Controller],
+) -> None:
+    handler, controller = pipelining_server
+    provider = _provider(controller)
+    session = provider._sessions[0]
+    session.open()
+    staged = _Slot(_email("a@example.com", "body a"))
+    session._envelope(staged)  # DATA answered 354; its content would go out with the next write
+    assert session._staged is staged
+
+    provider.close()
+
+    assert isinstance(staged.error, _Disconnected) and not staged.error.after_data  # safe to retry
+    provider.send(_email("b@example.com", "body b"))  # a fresh session, in step with the server
+    assert [email.message_from_bytes(raw).get_payload().strip() for raw in handler.received] == ["body b"]
+
+
+def test_an_interrupt_mid_exchange_settles_the_messages_in_flight_and_resyncs(
+    pipelining_server: tuple[Handler, Controller],
+) -> None:
+    handler, controller = pipelining_server
+    provider = _provider(controller)
+    session = provider._sessions[0]
+    session.open()
+    real_reply, calls = session._reply, {"n": 0}
+
+    def reply() -> tuple[int, str]:
+        calls["n"] += 1
+        if calls["n"] == 4:  # a's final reply is due
+            raise KeyboardInterrupt
+        return real_reply()
+
+    session._reply = reply
+    a = _Slot(_email("a@example.com", "body a"))
+    session._waiting.append(a)
+    with pytest.raises(KeyboardInterrupt):
+        provider.send(_email("c@example.com", "body c"))
+    session._reply = real_reply
+    assert isinstance(a.error, _Disconnected) and a.error.after_data
+    provider.send(_email("d@example.com", "body d"))  # not fed a's stale reply
+    assert handler.sessions == 2

@@ -59,6 +59,9 @@ def _dot_stuffed(raw: bytes) -> bytes:
     return data + b".\r\n"
 
 
+_LOCK_POLL_SECONDS = 0.05
+
+
 class _Slot:
     """One message on its way through a session's conveyor."""
 
@@ -168,10 +171,19 @@ class SmtpSession:
         slot = _Slot(email)
         self._waiting.append(slot)
         while not slot.done:
-            with self._lock:
-                if slot.done:
-                    break
-                self._step()
+            # Poll the lock rather than block on it: a caller whose message another driver finished
+            # returns at once, not when that driver's own exchange (up to the socket timeout) ends.
+            if not self._lock.acquire(timeout=_LOCK_POLL_SECONDS):
+                continue
+            try:
+                if not slot.done:
+                    self._step()
+            except BaseException:
+                if not slot.done and slot in self._waiting:  # its caller is leaving: never send it
+                    self._waiting.remove(slot)
+                raise
+            finally:
+                self._lock.release()
         if slot.error is not None:
             raise slot.error
 
@@ -184,6 +196,8 @@ class SmtpSession:
                 while self._waiting:  # nobody gets through a session that cannot open
                     self._finish(self._waiting.popleft(), exc)
                 return
+        if self._staged is None and not self._waiting:
+            return
         written: list[_Slot] = []  # in flight: their replies are owed to us
         try:
             staged = self._staged
@@ -194,9 +208,9 @@ class SmtpSession:
                 return
             nxt = self._waiting.popleft() if self._waiting and self.pipelining else None
             written += [staged] if nxt is None else [staged, nxt]
-            self._send(staged.body + (nxt.envelope if nxt else b""))
-            staged.after_data = True
             self._staged = None
+            staged.after_data = True  # from its first byte on, the relay may end up with it
+            self._send(staged.body + (nxt.envelope if nxt else b""))
             code, text = self._reply()
             if code == 250:
                 self.sent += 1
@@ -208,12 +222,15 @@ class SmtpSession:
                     self._finish(nxt, _Disconnected("session closed by the server"))
                 else:
                     self._envelope(nxt, written=True)
-        except (OSError, _Disconnected) as exc:
+        except BaseException as exc:
+            # Whatever broke the exchange (a reset, a timeout, even an interrupt), the replies owed
+            # can no longer be matched to their messages: drop the session, settle what was in flight.
             self.close()
-            self._staged = None
             for slot in written:
                 if not slot.done:
-                    self._finish(slot, _Disconnected(str(exc), slot.after_data))
+                    self._finish(slot, _Disconnected(f"{type(exc).__name__}: {exc}", slot.after_data))
+            if not isinstance(exc, (OSError, _Disconnected)):
+                raise
 
     def _envelope(self, slot: _Slot, written: bool = False) -> None:
         """MAIL, RCPT, DATA for ``slot`` (already on the wire when ``written``); on 354 it is staged."""
@@ -257,6 +274,10 @@ class SmtpSession:
             self.close()
 
     def close(self, polite: bool = False) -> None:
+        staged, self._staged = self._staged, None
+        if staged is not None and not staged.done:
+            # DATA was answered 354 but its content never went out: the caller may safely retry.
+            self._finish(staged, _Disconnected("session closed before the message was written"))
         sock, self._sock = self._sock, None
         if sock is None:
             return
