@@ -48,6 +48,7 @@ def handler(event: dict[str, Any], context: Any, ctx: SenderContext | None = Non
             batch,
             time_left=lambda: context.get_remaining_time_in_millis() / 1000,
             delivery=record.message_id,  # the same on every redelivery of this message
+            redelivered=int(record.attributes.get("ApproximateReceiveCount") or 1) > 1,
         )
         logger.info("batch done", extra={"outcomes": dict(report.outcomes), "campaign_id": batch.campaign_id})
         _emit(report)

@@ -80,15 +80,19 @@ class InMemoryStore:
             for k, v in deltas.items():
                 item[f"c_{k}"] = item.get(f"c_{k}", 0) + v
 
+    def was_counted(self, delivery: str) -> bool:
+        with self._lock:
+            return delivery in self.counted
+
     def count_batch(self, campaign_id: str, delivery: str, deltas: Mapping[str, int]) -> bool:
         deltas = {k: v for k, v in deltas.items() if v}
         if not deltas:
             return True
         with self._lock:
-            self.writes += 2  # the marker and the counters (one transaction)
             item = self.campaigns.get(campaign_id)
             if delivery in self.counted or item is None:
                 return False
+            self.writes += 2  # the marker and the counters (one transaction)
             self.counted.add(delivery)
             for k, v in deltas.items():
                 item[f"c_{k}"] = item.get(f"c_{k}", 0) + v

@@ -148,6 +148,7 @@ def send_batch(
     batch: BatchMessage,
     time_left: Callable[[], float] | None = None,
     delivery: str | None = None,
+    redelivered: bool = False,
 ) -> BatchReport:
     """Send one queue message. Raises ``StoreUnavailable``/``QueueUnavailable`` to have it redelivered.
 
@@ -157,9 +158,15 @@ def send_batch(
     ``delivery`` (the queue message's id, the same on every redelivery): the campaign's counters
     move once per batch, at the end; when an attempt dies before that, the redelivery finds the
     recipients it had finished — claimed for this same message — and counts them, so a crash leaves
-    the counters neither short nor doubled.
+    the counters neither short nor doubled. A ``redelivered`` message that was counted had been
+    processed to the end (its retries re-enqueued before the count): it is acknowledged untouched.
+    (The lease, 300 s, is shorter than the lanes' visibility timeout, so a redelivery never finds its
+    own dead attempt's lease still live.)
     """
     report = BatchReport()
+    if delivery and redelivered and ctx.store.was_counted(delivery):
+        report.outcomes["already_done"] += len(batch.recipients)
+        return report
     now = ctx.clock()
     waiting = [r for r in batch.recipients if r.not_before and r.not_before > now + 1]
     if waiting:  # a long retry delay, chained through SQS's 15-minute maximum

@@ -74,6 +74,10 @@ def idempotency_key(key: str) -> dict[str, str]:
     return {JOB_TABLE.partition_key: f"IDEMP#{key}", JOB_TABLE.sort_key: "IDEMP"}
 
 
+def counted_key(delivery: str) -> dict[str, str]:
+    return {JOB_TABLE.partition_key: f"COUNTED#{delivery}", JOB_TABLE.sort_key: "COUNTED"}
+
+
 def event_key(digest: str) -> dict[str, str]:
     return {JOB_TABLE.partition_key: f"EVT#{digest}", JOB_TABLE.sort_key: "EVT"}
 
@@ -123,6 +127,7 @@ class Store(Protocol):
     def set_campaign_status(self, campaign_id: str, status: CampaignStatus, error: str | None = None) -> None: ...
     def add_campaign_counts(self, campaign_id: str, deltas: Mapping[str, int]) -> None: ...
     def count_batch(self, campaign_id: str, delivery: str, deltas: Mapping[str, int]) -> bool: ...
+    def was_counted(self, delivery: str) -> bool: ...
     def advance_split(
         self, campaign_id: str, expected_cursor: int, new_cursor: int, deltas: Mapping[str, int], done: bool
     ) -> bool: ...
@@ -160,6 +165,16 @@ class Store(Protocol):
 
 
 _DESERIALIZE = TypeDeserializer()
+CONFLICT_TRIES = 8  # a refused write on a transaction's item is tried again this many times in all
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _conflict_pause(attempt: int) -> None:
+    """Jittered exponential pause between tries of a write refused by a concurrent transaction."""
+    time.sleep(min(0.01 * 2**attempt, 0.5) * (0.5 + random.random()))
 
 
 def _plain(value: Any) -> Any:
@@ -207,18 +222,25 @@ class DynamoStore:
 
     # -- helpers --------------------------------------------------------------------------------
     def _call(self, fn: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(**kwargs)
-        except ClientError as exc:
-            if self._conditional_failed(exc):
-                raise
-            raise StoreUnavailable(f"{getattr(fn, '__name__', 'call')}: {exc}") from exc
-        except Exception as exc:  # endpoint unreachable, timeouts
-            raise StoreUnavailable(f"{getattr(fn, '__name__', 'call')}: {exc}") from exc
+        for attempt in range(1, CONFLICT_TRIES + 1):
+            try:
+                return fn(**kwargs)
+            except ClientError as exc:
+                if self._conditional_failed(exc):
+                    raise
+                if _code(exc) == "TransactionConflictException" and attempt < CONFLICT_TRIES:
+                    # A write to an item a transaction holds (the campaign's counters, see
+                    # count_batch) is refused, not queued, and botocore does not retry it.
+                    _conflict_pause(attempt)
+                    continue
+                raise StoreUnavailable(f"{getattr(fn, '__name__', 'call')}: {exc}") from exc
+            except Exception as exc:  # endpoint unreachable, timeouts
+                raise StoreUnavailable(f"{getattr(fn, '__name__', 'call')}: {exc}") from exc
+        raise StoreUnavailable("unreachable")  # pragma: no cover (the last try raises)
 
     @staticmethod
     def _conditional_failed(exc: ClientError) -> bool:
-        return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+        return _code(exc) == "ConditionalCheckFailedException"
 
     # -- campaigns ------------------------------------------------------------------------------
     def put_campaign(self, campaign: Campaign) -> None:
@@ -286,6 +308,12 @@ class DynamoStore:
             if not self._conditional_failed(exc):
                 raise
 
+    def was_counted(self, delivery: str) -> bool:
+        """Has this queue message been counted (so it was processed to the end)?"""
+        return "Item" in self._call(
+            self._table.get_item, Key=counted_key(delivery), ConsistentRead=True, ProjectionExpression="PK"
+        )
+
     def count_batch(self, campaign_id: str, delivery: str, deltas: Mapping[str, int]) -> bool:
         """Add one queue message's counts exactly once, however often it is delivered: a marker for
         the message and the counters move in one transaction. False when it was counted before."""
@@ -296,8 +324,7 @@ class DynamoStore:
         names = {f"#c{i}": f"c_{k}" for i, k in enumerate(deltas)}
         values = {f":c{i}": v for i, v in enumerate(deltas.values())}
         marker = {
-            JOB_TABLE.partition_key: f"COUNTED#{delivery}",
-            JOB_TABLE.sort_key: "COUNTED",
+            **counted_key(delivery),
             "expires_at": int(self._clock()) + COUNTED_TTL_SECONDS,
         }
         items = [
@@ -319,7 +346,7 @@ class DynamoStore:
                 }
             },
         ]
-        for attempt in range(1, 6):
+        for attempt in range(1, CONFLICT_TRIES + 1):
             try:
                 self._client.transact_write_items(TransactItems=items)
                 return True
@@ -327,9 +354,8 @@ class DynamoStore:
                 reasons = {r.get("Code") for r in exc.response.get("CancellationReasons") or []}
                 if "ConditionalCheckFailed" in reasons:
                     return False  # counted before (or the campaign is gone): nothing to add
-                if "TransactionConflict" in reasons and attempt < 5:
-                    # another sender's transaction on the campaign's counters: try again shortly
-                    time.sleep(0.01 * 2**attempt * (0.5 + random.random()))
+                if "TransactionConflict" in reasons and attempt < CONFLICT_TRIES:
+                    _conflict_pause(attempt)  # another sender's transaction on the same counters
                     continue
                 raise StoreUnavailable(f"transact_write_items: {exc}") from exc
             except Exception as exc:  # endpoint unreachable, timeouts

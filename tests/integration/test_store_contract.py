@@ -208,3 +208,22 @@ def test_counting_retries_a_transaction_conflict_on_the_campaign_item(aws_env: N
     store = DynamoStore(Table())
     assert store.count_batch("c1", "sqs-1", {"sent": 1}) is True
     assert Client.calls == 3
+
+
+def test_a_plain_write_refused_by_a_transaction_on_its_item_is_tried_again(aws_env: None) -> None:
+    from botocore.exceptions import ClientError
+
+    class Table:
+        name = "t"
+        meta = type("Meta", (), {"client": object()})()
+        calls = 0
+
+        def update_item(self, **_: object) -> None:
+            Table.calls += 1
+            if Table.calls <= 2:  # a sender's count_batch transaction holds the campaign item
+                raise ClientError(
+                    {"Error": {"Code": "TransactionConflictException", "Message": "conflict"}}, "UpdateItem"
+                )
+
+    DynamoStore(Table()).add_campaign_counts("c1", {"delivered": 1})
+    assert Table.calls == 3

@@ -301,3 +301,23 @@ def test_transactional_mail_uses_its_own_stored_content_and_has_no_unsubscribe_h
     assert b"Subject: Code 9\r\n" in raw and b"X-Order: 42\r\n" in raw and b"From: x@example.com\r\n" in raw
     assert b"List-Unsubscribe" not in raw
     assert json.loads(ctx.store.messages["t1"]["payload"])["content"]["subject"] == "Code {{ c }}"
+
+
+def test_a_counted_message_that_comes_back_is_acknowledged_untouched() -> None:
+    # The first delivery sends u0, and u1 is throttled: re-enqueued (a new message), then counted.
+    throttled = iter([Throttled("454 slow down")])
+    ses = FakeProvider("ses", fail=lambda e: next(throttled, None) if e.recipient == "u1@example.com" else None)
+    ctx = _ctx(ses)
+    first = send_batch(ctx, _batch(2), delivery="sqs-1")
+    assert first.outcomes == {"sent": 1, "retry_throttled": 1}
+    [(retry, _)] = _requeued(ctx)
+
+    # When SQS delivers sqs-1 again (the delete was lost), before the retry is due
+    again = send_batch(ctx, _batch(2), delivery="sqs-1", redelivered=True)
+
+    # Then nothing is claimed, sent or counted for it; the retry message still does its job
+    assert again.outcomes == {"already_done": 2} and len(ses.sent) == 1
+    send_batch(ctx, retry, delivery="sqs-2")
+    assert [e.recipient for e in ses.sent] == ["u0@example.com", "u1@example.com"]
+    counts = ctx.store.get_campaign(CAMPAIGN).counts  # type: ignore[union-attr]
+    assert (counts.sent, counts.retried) == (2, 1)
