@@ -88,7 +88,7 @@ def _smtp_config(s: Settings) -> SmtpConfig:
         starttls=s.smtp_starttls,
         username=username,
         password=password,
-        connections=s.sender_concurrency,  # one session per concurrent send: none waits on another's
+        connections=s.sender_concurrency,  # picked round-robin; senders sharing one pipeline through it
     )
 
 
