@@ -56,12 +56,15 @@ class Child:
     ``start`` waits for the child's ``READY <detail>`` line and returns the detail (e.g. its port).
     """
 
-    def __init__(self, name: str, module: str, args: list[str], env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self, name: str, module: str, args: list[str], env: Mapping[str, str], log_path: Path, nice: int = 0
+    ) -> None:
         self.name = name
         self.module = module
         self.args = args
         self.env = dict(env)
         self.log_path = log_path
+        self.nice = nice  # added to the child's niceness (lower CPU priority), 0: as the runtime's
         self.process: subprocess.Popen[bytes] | None = None
         self.detail = ""
         self._log: IO[bytes] | None = None
@@ -77,6 +80,11 @@ class Child:
             stderr=self._log,
             stdin=subprocess.DEVNULL,
         )
+        if self.nice:
+            try:
+                os.setpriority(os.PRIO_PROCESS, self.process.pid, os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
+            except (OSError, AttributeError):  # not permitted, or not POSIX: run at the runtime's priority
+                pass
         if wait:
             self.wait_ready(timeout)
         return self

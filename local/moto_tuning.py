@@ -16,6 +16,10 @@ made the local pipeline crawl once a few thousand AWS calls were in flight:
 * DynamoDB parses the same update expression up to three times per ``UpdateItem`` and deep-copies
   the tree before validating it — each distinct expression is parsed once and trees are copied
   with pickle;
+* DynamoDB answers a ``Query`` on the table's key by sorting every item of the table — it sorts the
+  partition's items only;
+* DynamoDB backs up a ``TransactWriteItems`` by deep-copying whole tables (and races concurrent
+  writes doing so) — it backs up the items the transaction names, and DynamoDB writes take turns;
 * moto keeps every model instance it ever created for its dashboard — SQS messages and DynamoDB items
   are forgotten every 30 s so a long ``make up`` does not only grow;
 * SQS asks the wall clock through naive-datetime arithmetic for every message it looks at (each
@@ -507,6 +511,157 @@ def _patch_json_serializer() -> bool:
     return True
 
 
+def _patch_dynamodb_partition_query() -> bool:
+    """moto answers a ``Query`` on a table's own key by sorting every item of the table and keeping
+    those of the partition — the job table holds a record per recipient, so reading a campaign
+    (its META and CONTENT items) got slower with every email sent. The query is given the items of
+    its partition only, sorted the same way; the rest of moto's query (range conditions, order,
+    limits, filters, pagination) runs unchanged. Index queries and tables without a sort key keep
+    moto's own path."""
+    from moto.dynamodb.models import table as table_module
+
+    table_cls = getattr(table_module, "Table", None)
+    if table_cls is None or not hasattr(table_cls, "query") or not hasattr(table_cls, "all_items"):
+        return False
+    original = table_cls.query
+
+    def sort_key(item: Any) -> Any:  # the key moto's all_items() sorts by
+        return (item.hash_key, item.range_key) if item.range_key else item.hash_key
+
+    class _OnePartition:
+        def __init__(self, table: Any, items: list[Any]) -> None:
+            self._table = table
+            self._items = items
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._table, name)
+
+        def all_items(self) -> list[Any]:
+            return self._items
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name or hash_key is None or not self.has_range_key:
+            return original(self, hash_key, *args, **kwargs)
+        partition = self.items.get(hash_key) or {}
+        return original(_OnePartition(self, sorted(partition.values(), key=sort_key)), hash_key, *args, **kwargs)
+
+    table_cls.query = query
+    return True
+
+
+def _patch_dynamodb_transactions() -> bool:
+    """moto backs up a ``TransactWriteItems`` by deep-copying every table it names — the whole job
+    table, a record per recipient — and rolls back by putting the copy in the table's place. That
+    costs more with every email sent, and under concurrent requests (a server thread each) the copy
+    races other threads' writes ("dictionary changed size during iteration", the requests fail) and a
+    rollback drops writes other requests made meanwhile. Here the items the transaction names are
+    backed up (a deep copy each) instead, and a rollback puts exactly those back; DynamoDB writes of
+    one moto process run one at a time (a lock around put/update/delete/batch write/transaction —
+    moto's work holds the interpreter lock anyway), so a transaction is atomic against other writes.
+    Tables with a stream keep moto's own way (a rollback there also rewinds the stream)."""
+    from moto.dynamodb import exceptions, models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    backend = getattr(models, "DynamoDBBackend", None)
+    methods = ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items")
+    if backend is None or not all(hasattr(backend, m) for m in methods) or getattr(models, "copy", None) is not copy:
+        return False
+    lock = threading.RLock()
+    state = threading.local()
+    rolled_back = tuple(
+        getattr(exceptions, name)
+        for name in ("TransactionCanceledException", "MultipleTransactionsException", "MockValidationException")
+        if hasattr(exceptions, name)
+    )
+
+    class _CopyShim:
+        """``copy`` as moto's DynamoDB models see it: inside a transaction, a table is not copied."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(copy, name)
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            if getattr(state, "transaction", False) and isinstance(value, Table):
+                return value  # the items are backed up instead (below)
+            return copy.deepcopy(value, memo)
+
+    def locked(method: Any) -> Any:
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+
+        return call
+
+    def touched(self: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, Any, Any]] | None:
+        """(table, hash key, range key) of every item the transaction names; None: use moto's way."""
+        keys = []
+        for entry in transact_items:
+            if not isinstance(entry, dict) or len(entry) != 1:
+                return None
+            op_type, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+            if table is None or table.stream_shard is not None:
+                return None
+            key = op.get("Item") if op_type == "Put" else op.get("Key")
+            try:
+                hash_key = DynamoType(key[table.hash_key_attr])
+                range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+            except (KeyError, TypeError):
+                return None
+            keys.append((table, hash_key, range_key))
+        return keys
+
+    original_transact = backend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        with lock:
+            keys = touched(self, transact_items)
+            if keys is None:
+                return original_transact(self, transact_items)
+            saved = []
+            for table, hash_key, range_key in keys:
+                had_partition = hash_key in table.items
+                saved.append(
+                    (table, hash_key, range_key, had_partition, copy.deepcopy(table.get_item(hash_key, range_key)))
+                )
+            state.transaction = True
+            try:
+                return original_transact(self, transact_items)
+            except Exception as exc:
+                if isinstance(exc, rolled_back):  # what moto rolls back after
+                    for table, hash_key, range_key, had_partition, item in reversed(saved):
+                        _restore(table, hash_key, range_key, had_partition, item)
+                raise
+            finally:
+                state.transaction = False
+
+    for name in methods[:-1]:
+        setattr(backend, name, locked(getattr(backend, name)))
+    backend.transact_write_items = transact_write_items
+    models.copy = _CopyShim()  # type: ignore[assignment]
+    return True
+
+
+def _restore(table: Any, hash_key: Any, range_key: Any, had_partition: bool, item: Any) -> None:
+    """Put one item back as it was before a transaction (absent: removed)."""
+    if table.range_key_attr:
+        partition = table.items.get(hash_key)
+        if item is not None:
+            table.items[hash_key][range_key] = item
+        elif partition is not None:
+            partition.pop(range_key, None)
+            if not partition and not had_partition:
+                del table.items[hash_key]
+    elif item is not None:
+        table.items[hash_key] = item
+    else:
+        table.items.pop(hash_key, None)
+
+
 def _trim_tracked_instances(interval: float = 30.0) -> bool:
     """moto remembers every model instance it ever created (every SQS message, every DynamoDB item
     version) for its dashboard, so a long-running server only grows. Forget those two kinds every
@@ -536,6 +691,8 @@ def apply() -> list[str]:
         ("dynamodb validation walks", _patch_dynamodb_validation),
         ("dynamodb lookups", _patch_dynamodb_lookups),
         ("json serializer", _patch_json_serializer),
+        ("dynamodb partition query", _patch_dynamodb_partition_query),
+        ("dynamodb transactions", _patch_dynamodb_transactions),
         ("tracked instances", _trim_tracked_instances),
     ):
         try:

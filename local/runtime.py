@@ -77,6 +77,10 @@ class RuntimeConfig:
     separate_dynamodb: bool = True
     ses_faults: SesFaults = field(default_factory=SesFaults)
     function_env: dict[str, str] = field(default_factory=dict)  # extra settings, e.g. MM_MAX_ATTEMPTS
+    # Niceness added to the environments of a queue, e.g. {"low": 10}. On AWS each execution
+    # environment has CPU of its own; on a small machine every environment shares the same cores, and
+    # a busy low lane can take the CPU the high lane's environments need. Off by default.
+    nice: dict[str, int] = field(default_factory=dict)
     write_state_file: bool = True
 
     @property
@@ -365,6 +369,7 @@ class LocalRuntime:
                             args,
                             {**env, "POWERTOOLS_SERVICE_NAME": f"massmailer-{queue.consumer}"},
                             logs / f"{name}.log",
+                            nice=cfg.nice.get(queue.key, 0),
                         ),
                     )
                 )

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -116,6 +117,28 @@ def _update(pk: str, expr: str, values: dict[str, Any] | None = None, **kwargs: 
         return client("dynamodb").update_item(**params)
 
     return call
+
+
+def _count_once(marker: str, campaign: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "Put": {
+                "TableName": "jobs",
+                "Item": {**_key(f"CNT#{marker}"), "expires_at": {"N": "1800000000"}},
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        },
+        {
+            "Update": {
+                "TableName": "jobs",
+                "Key": _key(campaign),
+                "UpdateExpression": "ADD #c0 :c0",
+                "ConditionExpression": "attribute_exists(PK)",
+                "ExpressionAttributeNames": {"#c0": "c_sent"},
+                "ExpressionAttributeValues": {":c0": {"N": "50"}},
+            }
+        },
+    ]
 
 
 def _dynamodb_calls() -> list[Callable[..., Any]]:
@@ -250,6 +273,40 @@ def _dynamodb_calls() -> list[Callable[..., Any]]:
             KeyConditionExpression="PK = :pk",
             ExpressionAttributeValues={":pk": {"S": "lst-1"}},
         ),
+        *[
+            (
+                lambda c, sk=sk: ddb(c).put_item(
+                    TableName="jobs", Item={**_key("part", sk), "n": {"N": str(len(sk))}, "kind": {"S": "p"}}
+                )
+            )
+            for sk in ("B", "A", "CC", "D")
+        ],
+        lambda c: ddb(c).query(
+            TableName="jobs",
+            KeyConditionExpression="PK = :pk AND SK > :a",
+            FilterExpression="n = :one",
+            ExpressionAttributeValues={":pk": {"S": "part"}, ":a": {"S": "A"}, ":one": {"N": "1"}},
+            ScanIndexForward=False,
+        ),
+        lambda c: ddb(c).query(
+            TableName="jobs",
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": "part"}},
+            Limit=2,
+            ExclusiveStartKey=_key("part", "A"),
+            ConsistentRead=True,
+        ),
+        lambda c: ddb(c).query(
+            TableName="jobs",
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :c)",
+            ExpressionAttributeValues={":pk": {"S": "part"}, ":c": {"S": "C"}},
+            Select="COUNT",
+        ),
+        lambda c: ddb(c).query(
+            TableName="jobs",
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": "no-such-partition"}},
+        ),
         lambda c: ddb(c).scan(
             TableName="jobs",
             FilterExpression="attribute_exists(c_sent) AND c_sent > :n",
@@ -275,6 +332,46 @@ def _dynamodb_calls() -> list[Callable[..., Any]]:
             ]
         ),
         lambda c: ddb(c).get_item(TableName="jobs", Key=_key("tx-1")),
+        # the sender's count-once transaction: a marker and the campaign's counters together
+        lambda c: ddb(c).put_item(TableName="jobs", Item={**_key("cmp-tx"), "c_sent": {"N": "0"}}),
+        *[
+            (
+                lambda c, marker=marker, campaign=campaign: ddb(c).transact_write_items(
+                    TransactItems=_count_once(marker, campaign)
+                )
+            )
+            for marker, campaign in (("d1", "cmp-tx"), ("d1", "cmp-tx"), ("d2", "cmp-none"))
+        ],
+        lambda c: ddb(c).get_item(TableName="jobs", Key=_key("CNT#d2")),  # rolled back: absent
+        lambda c: ddb(c).get_item(TableName="jobs", Key=_key("cmp-tx")),
+        lambda c: ddb(c).transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "jobs", "Item": {**_key("dup"), "a": {"S": "1"}}}},
+                {
+                    "Update": {
+                        "TableName": "jobs",
+                        "Key": _key("dup"),
+                        "UpdateExpression": "SET b = :b",
+                        "ExpressionAttributeValues": {":b": {"S": "2"}},
+                    }
+                },
+            ]
+        ),
+        lambda c: ddb(c).transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "jobs", "Item": {**_key("tx-bad"), "a": {"S": "1"}}}},
+                {
+                    "Update": {
+                        "TableName": "jobs",
+                        "Key": _key("cmp-tx"),
+                        "UpdateExpression": "SET a = :a, a = :b",
+                        "ExpressionAttributeValues": {":a": {"S": "1"}, ":b": {"S": "2"}},
+                    }
+                },
+            ]
+        ),
+        lambda c: ddb(c).get_item(TableName="jobs", Key=_key("tx-bad")),
+        lambda c: ddb(c).get_item(TableName="jobs", Key=_key("dup")),
         lambda c: ddb(c).delete_item(TableName="jobs", Key=_key("tx-1"), ReturnValues="ALL_OLD"),
         lambda c: ddb(c).describe_table(TableName="jobs")["Table"]["KeySchema"],
     ]
@@ -341,3 +438,32 @@ def test_tuned_moto_answers_like_stock_moto(tuned_url: str, stock_url: str) -> N
     assert any(a[0] == "error" for a in stock), "the scenario exercises moto's errors"
     for i, (mine, theirs) in enumerate(zip(tuned, stock, strict=True)):
         assert mine == theirs, f"call {i}: tuned {mine!r} != stock {theirs!r}"
+
+
+def test_tuned_moto_transactions_hold_under_concurrent_writers(tuned_url: str) -> None:
+    # Given a table with a few thousand items and a campaign's counters
+    ddb = _client("dynamodb", tuned_url)
+    create_job_table(ddb, "busy")
+    ddb.put_item(TableName="busy", Item={**_key("cmp"), "c_sent": {"N": "0"}})
+
+    def count(i: int) -> None:
+        items = _count_once(f"m{i}", "cmp")
+        for op in items:
+            next(iter(op.values()))["TableName"] = "busy"
+        ddb.transact_write_items(TransactItems=items)
+        for j in range(10):  # other writers meanwhile: records of their own
+            ddb.put_item(TableName="busy", Item={**_key(f"rec-{i}-{j}"), "v": {"N": str(j)}})
+
+    # When eight threads count 120 messages while writing 1,200 other items
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(count, range(120)))
+
+    # Then every transaction applied once, and no other write was lost
+    counters = ddb.get_item(TableName="busy", Key=_key("cmp"), ConsistentRead=True)["Item"]
+    assert counters["c_sent"] == {"N": str(120 * 50)}
+    scanned = ddb.scan(TableName="busy", Select="COUNT")
+    total = scanned["Count"]
+    while "LastEvaluatedKey" in scanned:
+        scanned = ddb.scan(TableName="busy", Select="COUNT", ExclusiveStartKey=scanned["LastEvaluatedKey"])
+        total += scanned["Count"]
+    assert total == 1 + 120 + 120 * 10
