@@ -30,7 +30,7 @@ from massmailer.attachments import AttachmentResolver, MissingAttachment
 from massmailer.errors import HardBounce, RenderError, SendError, SoftBounce, Throttled
 from massmailer.mime import Attachment, OutgoingEmail, build_message
 from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Status
-from massmailer.providers.chain import ProviderChain
+from massmailer.providers.chain import Pending, ProviderChain
 from massmailer.queues import Queue
 from massmailer.rendering import CompiledTemplate, TemplateCache
 from massmailer.spec import CAMPAIGN_HEADER, MESSAGE_HEADER, SQS_MAX_DELAY_SECONDS, SUPPRESSION_RECHECK_SECONDS
@@ -197,16 +197,35 @@ def send_batch(
     else:
         suppressed = ctx.store.suppressed_among(r.email for r in batch.recipients)
 
-    def one(recipient: BatchRecipient) -> _Result:
+    def prepare(recipient: BatchRecipient) -> _Result | _Prepared:
         if time_left is not None and time_left() < ctx.time_margin:
             return _Result(recipient, "deferred")
-        return _send_one(ctx, batch, campaign, recipient, suppressed, delivery)
+        return _guarded(ctx, recipient, lambda: _prepare(ctx, batch, campaign, recipient, suppressed, delivery))
+
+    def one(recipient: BatchRecipient) -> _Result:
+        step = prepare(recipient)
+        return step if isinstance(step, _Result) else _complete(ctx, step)
 
     if ctx.concurrency > 1 and len(batch.recipients) > 1:
         with ThreadPoolExecutor(max_workers=min(ctx.concurrency, len(batch.recipients))) as pool:
             results = list(pool.map(one, batch.recipients))
     else:
-        results = [one(r) for r in batch.recipients]
+        # One at a time, one ahead: the next email is claimed, rendered and handed to the provider
+        # before this one's answer is awaited, so a pipelining provider (SMTP) sends its MAIL/RCPT/
+        # DATA along with this one's content. At most one recipient is claimed and not yet settled.
+        results = []
+        in_flight: _Prepared | None = None
+        for recipient in batch.recipients:
+            step = prepare(recipient)
+            if in_flight is not None:
+                results.append(_complete(ctx, in_flight))
+                in_flight = None
+            if isinstance(step, _Prepared):
+                in_flight = step
+            else:
+                results.append(step)
+        if in_flight is not None:
+            results.append(_complete(ctx, in_flight))
 
     # One re-enqueued message per kind of retry (not per recipient): the group waits for its longest delay.
     retries: dict[str, tuple[float, list[BatchRecipient]]] = {}
@@ -274,19 +293,12 @@ def _job_for(ctx: SenderContext, campaign: StoredCampaign | None, record: dict[s
     )
 
 
-def _send_one(
-    ctx: SenderContext,
-    batch: BatchMessage,
-    campaign: StoredCampaign | None,
-    recipient: BatchRecipient,
-    suppressed: set[str],
-    delivery: str | None = None,
-) -> _Result:
+def _guarded(ctx: SenderContext, recipient: BatchRecipient, step: Callable[[], Any]) -> Any:
     """Never raises for one recipient's trouble: a store outage before the provider accepted the
     message re-enqueues the recipient (nothing was sent, so a retry is safe); after it, the outcome
     is logged and the recipient is not retried (see ``_record_sent``)."""
     try:
-        return _claim_and_send(ctx, batch, campaign, recipient, suppressed, delivery)
+        return step()
     except StoreUnavailable as exc:
         logger.error(
             "store unavailable; recipient re-enqueued",
@@ -295,14 +307,25 @@ def _send_one(
         return _Result(recipient, "retry_store", delay=ctx.policy.throttle_delay * (1 + ctx.rng.random()))
 
 
-def _claim_and_send(
+@dataclass
+class _Prepared:
+    """A claimed recipient whose email is on its way (``pending``)."""
+
+    recipient: BatchRecipient
+    token: str
+    pending: Pending
+
+
+def _prepare(
     ctx: SenderContext,
     batch: BatchMessage,
     campaign: StoredCampaign | None,
     recipient: BatchRecipient,
     suppressed: set[str],
     delivery: str | None = None,
-) -> _Result:
+) -> _Result | _Prepared:
+    """Claim, check, render and build the recipient's email, and hand it to the provider chain;
+    or the final result when there is nothing to send (taken, finished, suppressed, unrenderable)."""
     store = ctx.store
     claim = store.claim_recipient(
         recipient.message_id,
@@ -365,12 +388,21 @@ def _claim_and_send(
         raw=raw,
         tags=tags,
     )
-    try:
-        sent = ctx.chain.send(email, lane=batch.lane.value)
-    except SendError as exc:
-        return _handle_send_error(ctx, recipient, claim.token, exc)
+    return _Prepared(recipient, claim.token, ctx.chain.submit(email, lane=batch.lane.value))
 
-    _record_sent(ctx, recipient, claim.token, sent.receipt.provider, sent.receipt.provider_message_id)
+
+def _complete(ctx: SenderContext, prepared: _Prepared) -> _Result:
+    """Wait for the provider's answer; record the send, or handle the error."""
+    return _guarded(ctx, prepared.recipient, lambda: _settle(ctx, prepared))
+
+
+def _settle(ctx: SenderContext, prepared: _Prepared) -> _Result:
+    recipient = prepared.recipient
+    try:
+        sent = prepared.pending.result()
+    except SendError as exc:
+        return _handle_send_error(ctx, recipient, prepared.token, exc)
+    _record_sent(ctx, recipient, prepared.token, sent.receipt.provider, sent.receipt.provider_message_id)
     return _Result(recipient, "sent", provider=sent.receipt.provider, fallbacks=sent.fallbacks)
 
 

@@ -321,3 +321,52 @@ def test_a_counted_message_that_comes_back_is_acknowledged_untouched() -> None:
     assert [e.recipient for e in ses.sent] == ["u0@example.com", "u1@example.com"]
     counts = ctx.store.get_campaign(CAMPAIGN).counts  # type: ignore[union-attr]
     assert (counts.sent, counts.retried) == (2, 1)
+
+
+class PipeliningProvider(FakeProvider):
+    """A provider that can pipeline (like the SMTP one): ``submit`` now, ``result`` later."""
+
+    def __init__(self, name: str, fail=None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(name, fail=fail)
+        self.log: list[str] = []
+
+    def submit(self, email):  # type: ignore[no-untyped-def]
+        self.log.append(f"submit {email.recipient}")
+        return email
+
+    def result(self, email):  # type: ignore[no-untyped-def]
+        self.log.append(f"result {email.recipient}")
+        return self.send(email)
+
+
+def test_one_at_a_time_the_next_email_is_handed_over_before_this_ones_answer_is_awaited() -> None:
+    smtp = PipeliningProvider("smtp")
+    ctx = _ctx(smtp)
+    ctx.concurrency = 1
+
+    report = send_batch(ctx, _batch(3))
+
+    assert report.outcomes == {"sent": 3}
+    assert smtp.log == [
+        "submit u0@example.com",
+        "submit u1@example.com",
+        "result u0@example.com",
+        "submit u2@example.com",
+        "result u1@example.com",
+        "result u2@example.com",
+    ]
+    assert all(ctx.store.get_message(f"m{i}")["status"] == "SENT" for i in range(3))  # type: ignore[index]
+
+
+def test_a_pipelined_send_that_fails_falls_over_to_the_next_provider_and_the_rest_go_on() -> None:
+    smtp = PipeliningProvider(
+        "smtp", fail=lambda e: ProviderDown("relay gone") if e.recipient == "u1@example.com" else None
+    )
+    ses = FakeProvider("ses")
+    ctx = _ctx(smtp, ses)
+    ctx.concurrency = 1
+
+    report = send_batch(ctx, _batch(3))
+
+    assert report.outcomes == {"sent": 3} and report.providers == {"smtp": 2, "ses": 1}
+    assert [e.recipient for e in ses.sent] == ["u1@example.com"]

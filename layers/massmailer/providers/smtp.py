@@ -168,8 +168,17 @@ class SmtpSession:
         message's MAIL/RCPT/DATA (RFC 2920 allows the message content first in a group), so with
         two or more senders queued each email costs one round trip. A caller returns only once the
         server has answered its own final dot."""
+        self.wait(self.submit(email))
+
+    def submit(self, email: OutgoingEmail) -> _Slot:
+        """Queue a message on the conveyor without waiting: it goes out with the next exchange any
+        caller drives (its MAIL/RCPT/DATA in the same write as the previous message's content)."""
         slot = _Slot(email)
         self._waiting.append(slot)
+        return slot
+
+    def wait(self, slot: _Slot) -> None:
+        """Drive the conveyor until ``slot`` has its answer; raise its error, if any."""
         while not slot.done:
             # Poll the lock rather than block on it: a caller whose message another driver finished
             # returns at once, not when that driver's own exchange (up to the socket timeout) ends.
@@ -302,10 +311,18 @@ class SmtpProvider:
         self._next = itertools.count()
 
     def send(self, email: OutgoingEmail) -> SendReceipt:
+        return self.result(self.submit(email))
+
+    def submit(self, email: OutgoingEmail) -> tuple[SmtpSession, _Slot, OutgoingEmail]:
+        """Put the message on a session's conveyor now; ``result`` waits for its answer."""
         session = self._sessions[next(self._next) % len(self._sessions)]
+        return session, session.submit(email), email
+
+    def result(self, handle: tuple[SmtpSession, _Slot, OutgoingEmail]) -> SendReceipt:
+        session, slot, email = handle
         for attempt in (1, 2):
             try:
-                session.send(email)
+                session.wait(slot)
                 return SendReceipt(provider=self.name, provider_message_id=email.message_id)
             except _Disconnected as exc:
                 if exc.after_data:
@@ -314,6 +331,7 @@ class SmtpProvider:
                     raise Transient(message, provider=self.name) from exc
                 if attempt == 2:
                     raise ProviderDown(f"connection lost: {exc}", provider=self.name) from exc
+                slot = session.submit(email)  # never written: once more, on a fresh connection
         raise SendError("unreachable", provider=self.name)  # pragma: no cover
 
     def close(self) -> None:
