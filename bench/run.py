@@ -44,7 +44,7 @@ FULL: dict[str, dict[str, Any]] = {
     "engine": {"emails": 4_000, "repeats": 3},
     "aws": {"recipients": 10_000, "repeats": 1, "notify_sample": 500},
     "splitter": {"rows": 1_000_000, "repeats": 3, "profile": True},
-    "priority": {"bulk": 20_000, "sends": 100, "repeats": 3},
+    "priority": {"bulk": 20_000, "sends": 100, "repeats": 2, "windows": 2},  # each repeat: one drain, ~2 min
     "demo": {"repeats": 2},
 }
 QUICK: dict[str, dict[str, Any]] = {
@@ -52,7 +52,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "engine": {"emails": 2_000, "repeats": 2},
     "aws": {"recipients": 500, "repeats": 1, "notify_sample": 100},
     "splitter": {"rows": 100_000, "repeats": 2, "profile": True},
-    "priority": {"bulk": 4_000, "sends": 50, "repeats": 2},
+    "priority": {"bulk": 3_000, "sends": 50, "repeats": 1, "windows": 2},
     "demo": {"repeats": 1},
 }
 

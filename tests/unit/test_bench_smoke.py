@@ -74,6 +74,7 @@ EXPECTED_ROWS = {
         "priority.bulk_p99",
         "priority.p99_ratio",
         "priority.bulk_rate",
+        "priority.drain_rate",
     ],
     "demo": ["demo.wall", "demo.rate", "demo.inner_wall", "demo.sending_rate"],
 }
@@ -116,7 +117,9 @@ def test_every_benchmark_runs_at_toy_size_and_the_table_has_every_row(tmp_path: 
         engine_cpu.run(emails=200, repeats=1),
         aws_requests.run(recipients=60, repeats=1, notify_sample=10, sender_cpu_runs=1),
         splitter.run(rows=2_000, repeats=1, cache=str(tmp_path)),
-        priority.run(bulk=600, sends=10, interval=0.005, repeats=1, high_concurrency=1, low_concurrency=1),
+        priority.run(
+            bulk=600, sends=10, interval=0.005, repeats=1, runtime="inprocess", high_concurrency=1, low_concurrency=1
+        ),
         demo.run(repeats=1, command=[sys.executable, "-c", FAKE_DEMO]),
     ]
     for section in sections:
