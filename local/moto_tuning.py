@@ -20,6 +20,8 @@ made the local pipeline crawl once a few thousand AWS calls were in flight:
   partition's items only;
 * DynamoDB backs up a ``TransactWriteItems`` by deep-copying whole tables (and races concurrent
   writes doing so) — it backs up the items the transaction names, and DynamoDB writes take turns;
+* full garbage collections walk every item moto holds (pauses of 0.2–0.8 s with a big table) — the
+  long-lived objects are frozen out of them every 2 s;
 * moto keeps every model instance it ever created for its dashboard — SQS messages and DynamoDB items
   are forgotten every 30 s so a long ``make up`` does not only grow;
 * SQS asks the wall clock through naive-datetime arithmetic for every message it looks at (each
@@ -680,6 +682,29 @@ def _trim_tracked_instances(interval: float = 30.0) -> bool:
     return True
 
 
+def _freeze_long_lived(interval: float = 2.0) -> bool:
+    """moto keeps every item, message and model in Python objects; CPython's full garbage collection
+    walks all of them, and with a table of a few ten thousand records it paused the DynamoDB process
+    for 0.2–0.8 s at a time (measured with ``gc.callbacks``) — every AWS call waiting behind it.
+    Every ``interval`` seconds the young generations are collected (milliseconds) and what survives
+    is moved to the permanent generation (``gc.freeze``), so full collections only walk what is new.
+    Garbage cycles are collected young as before; only a cycle that outlives two young collections
+    and dies later is left uncollected."""
+    import gc
+
+    if not hasattr(gc, "freeze"):
+        return False
+
+    def freeze() -> None:
+        while True:
+            time.sleep(interval)
+            gc.collect(1)
+            gc.freeze()
+
+    threading.Thread(target=freeze, name="moto-gc-freeze", daemon=True).start()
+    return True
+
+
 def apply() -> list[str]:
     applied = []
     for name, patch in (
@@ -694,6 +719,7 @@ def apply() -> list[str]:
         ("dynamodb partition query", _patch_dynamodb_partition_query),
         ("dynamodb transactions", _patch_dynamodb_transactions),
         ("tracked instances", _trim_tracked_instances),
+        ("long-lived objects out of full collections", _freeze_long_lived),
     ):
         try:
             if patch():
