@@ -79,9 +79,17 @@ def _client(service: str, url: str) -> Any:
     ).client(service, endpoint_url=url, config=Config(retries={"max_attempts": 1}))
 
 
+# Response headers that differ by server or by call (the stock server adds Server/Date/Connection).
+VOLATILE_HEADERS = {"date", "server", "connection", "x-amzn-requestid", "x-amz-request-id", "x-amz-id-2"}
+
+
 def _scrub(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items() if k not in VOLATILE}
+        scrubbed = {k: _scrub(v) for k, v in value.items() if k not in VOLATILE}
+        headers = (value.get("ResponseMetadata") or {}).get("HTTPHeaders")
+        if headers is not None:  # the headers the application set are part of the answer
+            scrubbed["headers"] = {k: v for k, v in headers.items() if k.lower() not in VOLATILE_HEADERS}
+        return scrubbed
     if isinstance(value, list):
         return [_scrub(v) for v in value]
     return value
