@@ -27,20 +27,22 @@ How the runtime is set up for it (``LOCAL_ENVIRONMENTS``, ``LOCAL_FUNCTION_ENV``
   MIME, send and record per recipient are the sender's own, unchanged.
 * **environments**: high lane 4 (the spec allows 20; at 50 sends/s each record takes ~60 ms under
   load, processed one after another within an invocation), low lane 1 — its 8 concurrent sends
-  (``MM_SENDER_CONCURRENCY``) already keep the emulated DynamoDB, the bottleneck, saturated: measured
-  189 emails/s with 1 environment, 188 with 2 (shared machine); each further environment only queues
-  more requests inside the one moto process in front of the high lane's.
+  (``MM_SENDER_CONCURRENCY``) already keep the emulated DynamoDB, the bottleneck, busy: the same
+  drain rate was measured with 1 and with 2 environments (≈ 190 emails/s, shared machine); each
+  further environment only queues more requests inside the one moto process in front of the high
+  lane's.
 * **nice 10 for the low lane's environments**: on AWS each execution environment has CPU of its own;
   here every process shares two cores, and the low lane's would take the CPU the high lane's
   environments and the API need. Nothing is excluded: moto, the relay and the API serve both lanes
   at normal priority, and the low lane's work is all in the measurement.
 
-What limits the drain (measured per email on this 2-core machine, ``details.runs[].cpu_ms_per_email``):
-moto's DynamoDB ≈ 4 ms (two conditional writes per recipient — claim, record — plus a batch read, a
-counted-once transaction per 50; one process, so at most ~250 emails/s), the sender's botocore work
-≈ 3 ms, the relay ≈ 1 ms. Under the bulk every emulated AWS call of the high lane waits behind the low
-lane's inside the moto processes (≈ 8–10 ms per call instead of 2–3) — a local artefact that AWS's
-services do not have; it is most of the latency added under load.
+What limits the drain (CPU per email on this 2-core machine, ``details.runs[].cpu_ms_per_email``):
+moto's DynamoDB ≈ 4 ms (two conditional writes per recipient — claim, record — plus a batch read and
+a counted-once transaction per 50, all in one process), the low-lane sender's botocore work ≈ 3 ms,
+the relay ≈ 1 ms. Under the bulk each emulated AWS call of the high lane waits behind the low lane's
+inside the moto processes — a DynamoDB write takes 8–12 ms instead of ~3, the API call 20 instead of
+9 (the notes give a GetItem and an SQS call timed after each window) — which AWS's services do not
+do; it is most of the latency added under load.
 
 ``runtime="http"`` drives a runtime already serving ``api_url`` (e.g. ``make up``) the same way (no
 CPU accounting). ``runtime="inprocess"`` is the earlier in-process equivalent, kept for comparison:
@@ -534,6 +536,7 @@ class LocalRuntimeProcess:
         self.function_env = dict(LOCAL_FUNCTION_ENV if function_env is None else function_env)
         self.nice = dict(LOCAL_NICE if nice is None else nice)
         self.pids: dict[str, list[int]] = {}
+        self.emulator: dict[str, str] = {}
         self.api_url = ""
         self._child: Any = None
         self._tmp: Any = None
@@ -563,8 +566,35 @@ class LocalRuntimeProcess:
         except BaseException:
             self.stop()
             raise
-        self.api_url, self.pids = info["api"], info["pids"]
+        self.api_url, self.pids, self.emulator = info["api"], info["pids"], info["emulator"]
         return self
+
+    def emulator_latency(self, calls: int = 20) -> dict[str, float]:
+        """Median time of a DynamoDB GetItem and an SQS GetQueueAttributes against the runtime's moto,
+        from here: what any AWS call of a function waits at that moment."""
+        import boto3
+        from botocore.config import Config
+
+        if not hasattr(self, "_clients"):
+            session = boto3.session.Session(
+                aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1"
+            )
+            config = Config(retries={"mode": "standard", "max_attempts": 3})
+            self._clients = (
+                session.client("dynamodb", endpoint_url=self.emulator["dynamodb"], config=config),
+                session.client("sqs", endpoint_url=self.emulator["aws"], config=config),
+            )
+        dynamodb, sqs = self._clients
+        ddb_ms, sqs_ms = [], []
+        for _ in range(calls):
+            started = time.perf_counter()
+            dynamodb.get_item(TableName=self.emulator["table"], Key={"PK": {"S": "bench"}, "SK": {"S": "probe"}})
+            ddb_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            sqs.get_queue_attributes(QueueUrl=self.emulator["queue"], AttributeNames=["QueueArn"])
+            sqs_ms.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.005)
+        return {"dynamodb_ms": statistics.median(ddb_ms), "sqs_ms": statistics.median(sqs_ms)}
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) so far, per role of the runtime's processes."""
@@ -595,6 +625,7 @@ def serve_local_runtime(config_json: str) -> None:
     to stop (SIGTERM) or until the benchmark goes away, then stop it all."""
     from local.children import announce_ready, install_stop_signals, watch_parent
     from local.runtime import LocalRuntime, RuntimeConfig
+    from massmailer.spec import ENV
 
     config = json.loads(config_json)
     stop = threading.Event()
@@ -620,7 +651,13 @@ def serve_local_runtime(config_json: str) -> None:
         role = f"{environment.function}" + (f" ({environment.queue})" if environment.queue else "")
         if environment.child.process is not None:
             pids.setdefault(role, []).append(environment.child.process.pid)
-    announce_ready(json.dumps({"api": runtime.api_url, "pids": pids}))
+    emulator = {
+        "aws": runtime.aws_url,
+        "dynamodb": runtime.dynamodb_url,
+        "table": runtime.resources["env"][ENV.table],
+        "queue": runtime.resources["queues"]["high"],
+    }
+    announce_ready(json.dumps({"api": runtime.api_url, "pids": pids, "emulator": emulator}))
     try:
         stop.wait()
     finally:
@@ -668,6 +705,7 @@ def measure_api(
     warmup: int = 20,
     drain_timeout: float = 900,
     cpu: Callable[[], dict[str, float]] | None = None,
+    probe: Callable[[], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """One run on a runtime serving ``api``: warm-up, an idle window, then a ``bulk`` campaign with
     ``windows`` loaded windows spread over its drain (the first once a tenth of it is sent), and the
@@ -676,6 +714,8 @@ def measure_api(
         warm = [api.send_transactional(900_000 + burst * warmup + i)[0] for i in range(warmup)]
         api.sent_times(warm, timeout=60)  # reach every high-lane environment
     idle = _window(api, sends, interval, 0)
+    if probe:
+        idle["emulator_after"] = probe()  # taken after the window, so it does not load it
     result: dict[str, Any] = {"idle": idle, "bulk": bulk, "windows": []}
     if not bulk:
         return result
@@ -697,6 +737,8 @@ def measure_api(
         window = _window(api, sends, interval, 1000 * (k + 1))
         after = _progress(api, campaign_id)
         samples.append(after)
+        if probe:
+            window["emulator_after"] = probe()
         window.update(
             {
                 "bulk_sent_before": before[1],
@@ -883,7 +925,15 @@ def run(
         local = LocalRuntimeProcess(environments, function_env, nice).start() if runtime == "local" else None
         api = ApiClient(local.api_url if local else str(api_url))
         try:
-            result = measure_api(api, sends, interval, bulk, windows, cpu=local.cpu_seconds if local else None)
+            result = measure_api(
+                api,
+                sends,
+                interval,
+                bulk,
+                windows,
+                cpu=local.cpu_seconds if local else None,
+                probe=local.emulator_latency if local else None,
+            )
         finally:
             api.close()
             if local is not None:
@@ -931,6 +981,18 @@ def run(
         f"{sends} high-lane sends every {interval * 1000:.0f} ms per window; {repeats} drain(s) × {windows} loaded "
         f"window(s), one idle window per drain; latency = API call → the record's sent_at"
     )
+    idle_probe = [r["idle"]["emulator_after"] for r in runs if "emulator_after" in r["idle"]]
+    loaded_probe = [w["emulator_after"] for r in runs for w in r["windows"] if "emulator_after" in w]
+    if idle_probe and loaded_probe:
+
+        def _med(probes: list[dict[str, float]], key: str) -> float:
+            return statistics.median(p[key] for p in probes)
+
+        section.notes.append(
+            "one emulated AWS call (median, timed right after each window): DynamoDB GetItem "
+            f"{_med(idle_probe, 'dynamodb_ms'):.1f} ms idle, {_med(loaded_probe, 'dynamodb_ms'):.1f} ms under bulk; "
+            f"SQS {_med(idle_probe, 'sqs_ms'):.1f} ms idle, {_med(loaded_probe, 'sqs_ms'):.1f} ms under bulk"
+        )
     if not all(w["bulk_still_draining"] for r in runs for w in r["windows"]):
         section.notes.append("WARNING: in some windows the bulk campaign had finished before the last high-lane send")
     for key in ("meanwhile", "drain"):
