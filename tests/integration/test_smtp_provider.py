@@ -127,6 +127,14 @@ def test_a_dropped_session_is_reopened_before_the_message_is_written(server: tup
     assert len(handler.received) == 2 and handler.sessions == 2
 
 
+def _opened(controller: Controller) -> tuple[SmtpProvider, Any]:
+    """A provider and its one session, connected."""
+    provider = _provider(controller)
+    session = provider._sessions[0]
+    session.open()
+    return provider, session
+
+
 def _cut_at_reply(session: Any, n: int) -> None:
     """The connection is reset when the session waits for its ``n``-th reply (later ones are real)."""
     real_reply, calls = session._reply, {"n": 0}
@@ -145,10 +153,7 @@ def test_a_session_lost_after_the_message_was_written_is_transient_not_resent(
     server: tuple[Handler, Controller],
 ) -> None:
     handler, controller = server
-    provider = _provider(controller)
-
-    session = provider._sessions[0]
-    session.open()
+    provider, session = _opened(controller)
     _cut_at_reply(session, 4)  # MAIL, RCPT, DATA replies read; the final reply never comes
     with pytest.raises(Transient, match="after the message was sent"):
         provider.send(_email("a@example.com"))
@@ -180,9 +185,7 @@ def test_queued_messages_share_writes_each_body_with_the_next_envelope(
     pipelining_server: tuple[Handler, Controller],
 ) -> None:
     handler, controller = pipelining_server
-    provider = _provider(controller)
-    session = provider._sessions[0]
-    session.open()
+    provider, session = _opened(controller)
     assert session.pipelining
     writes = _count_writes(session)
     queued = [_Slot(_email(f"q{i}@example.com", f"body {i}")) for i in range(5)]
@@ -221,9 +224,7 @@ def test_a_session_cut_mid_conveyor_marks_only_the_written_message_as_possibly_s
     pipelining_server: tuple[Handler, Controller],
 ) -> None:
     handler, controller = pipelining_server
-    provider = _provider(controller)
-    session = provider._sessions[0]
-    session.open()
+    provider, session = _opened(controller)
     _cut_at_reply(session, 4)  # A's MAIL/RCPT/DATA answered; A's body + B's envelope written; then the cut
     a, b = _Slot(_email("a@example.com")), _Slot(_email("b@example.com"))
     session._waiting.extend([a, b])
@@ -268,9 +269,7 @@ def test_closing_a_session_with_a_message_staged_settles_it_as_never_written(
     pipelining_server: tuple[Handler, Controller],
 ) -> None:
     handler, controller = pipelining_server
-    provider = _provider(controller)
-    session = provider._sessions[0]
-    session.open()
+    provider, session = _opened(controller)
     staged = _Slot(_email("a@example.com", "body a"))
     session._envelope(staged)  # DATA answered 354; its content would go out with the next write
     assert session._staged is staged
@@ -286,9 +285,7 @@ def test_an_interrupt_mid_exchange_settles_the_messages_in_flight_and_resyncs(
     pipelining_server: tuple[Handler, Controller],
 ) -> None:
     handler, controller = pipelining_server
-    provider = _provider(controller)
-    session = provider._sessions[0]
-    session.open()
+    provider, session = _opened(controller)
     real_reply, calls = session._reply, {"n": 0}
 
     def reply() -> tuple[int, str]:
