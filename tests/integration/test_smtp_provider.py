@@ -303,3 +303,46 @@ def test_an_interrupt_mid_exchange_settles_the_messages_in_flight_and_resyncs(
     assert isinstance(a.error, _Disconnected) and a.error.after_data
     provider.send(_email("d@example.com", "body d"))  # not fed a's stale reply
     assert handler.sessions == 2
+
+
+def test_a_write_cut_after_the_content_went_out_counts_as_possibly_sent(
+    pipelining_server: tuple[Handler, Controller],
+) -> None:
+    _, controller = pipelining_server
+    provider, session = _opened(controller)
+    a, b = _Slot(_email("a@example.com", "body a")), _Slot(_email("b@example.com", "body b"))
+    session._waiting.extend([a, b])
+    session._step()  # a's MAIL/RCPT/DATA answered: a is staged
+    real_send = session._send
+
+    def send(data: bytes) -> None:  # a's content and final dot go out, then the link drops
+        real_send(data[: len(a.body)])
+        raise ConnectionResetError("reset while writing b's envelope")
+
+    session._send = send
+    session._step()
+
+    assert isinstance(a.error, _Disconnected) and a.error.after_data  # the relay may have it: no resend
+    assert isinstance(b.error, _Disconnected) and not b.error.after_data
+
+
+def test_a_caller_that_leaves_mid_exchange_takes_its_message_with_it(
+    pipelining_server: tuple[Handler, Controller],
+) -> None:
+    handler, controller = pipelining_server
+    provider, session = _opened(controller)
+    a = _Slot(_email("a@example.com", "body a"))
+    session._waiting.append(a)
+    real_envelope = session._envelope
+
+    def interrupted(slot: Any, written: bool = False) -> None:
+        raise KeyboardInterrupt  # the caller (driving for a) is interrupted
+
+    session._envelope = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        provider.send(_email("c@example.com", "body c"))
+    session._envelope = real_envelope
+
+    assert list(session._waiting) == []  # c is not left for another caller to send unrecorded
+    provider.send(_email("d@example.com", "body d"))
+    assert [email.message_from_bytes(raw).get_payload().strip() for raw in handler.received] == ["body d"]
