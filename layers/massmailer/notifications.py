@@ -714,7 +714,7 @@ def _settle(
         report.suppressions.append(Suppression(outcome.address, outcome.suppression, outcome.details, added))
     applied = False
     if record_id and (outcome.status is not None or outcome.allowed_from):
-        if outcome.status is not None and outcome.allowed_from and mail.already_past(tuple(outcome.allowed_from)):
+        if outcome.status is not None and outcome.allowed_from and mail.already_past(outcome.allowed_from):
             applied = False  # e.g. the Send event of a message the sender recorded SENT: no write
         else:
             applied = store.apply_notification(record_id, outcome.status, outcome.detail, outcome.allowed_from)

@@ -172,6 +172,22 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def _cancelled_for(exc: ClientError, reason: str) -> bool:
+    """A cancelled transaction one of whose items failed for ``reason``."""
+    if _code(exc) != "TransactionCanceledException":
+        return False
+    return reason in {r.get("Code") for r in exc.response.get("CancellationReasons") or []}
+
+
+def _counter_adds(deltas: Mapping[str, int]) -> tuple[str, dict[str, str], dict[str, int]]:
+    """``ADD`` clause, names and values that add the non-zero ``deltas`` to the c_* counters."""
+    deltas = {k: v for k, v in deltas.items() if v}
+    names = {f"#c{i}": f"c_{k}" for i, k in enumerate(deltas)}
+    values = {f":c{i}": v for i, v in enumerate(deltas.values())}
+    clause = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(deltas))) if deltas else ""
+    return clause, names, values
+
+
 def _conflict_pause(attempt: int) -> None:
     """Jittered exponential pause between tries of a write refused by a concurrent transaction."""
     time.sleep(min(0.01 * 2**attempt, 0.5) * (0.5 + random.random()))
@@ -228,9 +244,11 @@ class DynamoStore:
             except ClientError as exc:
                 if self._conditional_failed(exc):
                     raise
-                if _code(exc) == "TransactionConflictException" and attempt < CONFLICT_TRIES:
+                conflict = _code(exc) == "TransactionConflictException" or _cancelled_for(exc, "TransactionConflict")
+                if conflict and attempt < CONFLICT_TRIES:
                     # A write to an item a transaction holds (the campaign's counters, see
-                    # count_batch) is refused, not queued, and botocore does not retry it.
+                    # count_batch), or a transaction meeting another, is refused, not queued, and
+                    # botocore does not retry it.
                     _conflict_pause(attempt)
                     continue
                 raise StoreUnavailable(f"{getattr(fn, '__name__', 'call')}: {exc}") from exc
@@ -240,7 +258,7 @@ class DynamoStore:
 
     @staticmethod
     def _conditional_failed(exc: ClientError) -> bool:
-        return _code(exc) == "ConditionalCheckFailedException"
+        return _code(exc) == "ConditionalCheckFailedException" or _cancelled_for(exc, "ConditionalCheckFailed")
 
     # -- campaigns ------------------------------------------------------------------------------
     def put_campaign(self, campaign: Campaign) -> None:
@@ -289,12 +307,9 @@ class DynamoStore:
         )
 
     def add_campaign_counts(self, campaign_id: str, deltas: Mapping[str, int]) -> None:
-        deltas = {k: v for k, v in deltas.items() if v}
-        if not deltas:
+        expr, names, values = _counter_adds(deltas)
+        if not expr:
             return
-        names = {f"#c{i}": f"c_{k}" for i, k in enumerate(deltas)}
-        values = {f":c{i}": v for i, v in enumerate(deltas.values())}
-        expr = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(deltas)))
         try:
             self._call(
                 self._table.update_item,
@@ -317,63 +332,40 @@ class DynamoStore:
     def count_batch(self, campaign_id: str, delivery: str, deltas: Mapping[str, int]) -> bool:
         """Add one queue message's counts exactly once, however often it is delivered: a marker for
         the message and the counters move in one transaction. False when it was counted before."""
-        deltas = {k: v for k, v in deltas.items() if v}
-        if not deltas:
+        expr, names, values = _counter_adds(deltas)
+        if not expr:
             return True
         # The table resource's client takes (and returns) plain Python values, as the resource does.
-        names = {f"#c{i}": f"c_{k}" for i, k in enumerate(deltas)}
-        values = {f":c{i}": v for i, v in enumerate(deltas.values())}
-        marker = {
-            **counted_key(delivery),
-            "expires_at": int(self._clock()) + COUNTED_TTL_SECONDS,
-        }
+        marker = {**counted_key(delivery), "expires_at": int(self._clock()) + COUNTED_TTL_SECONDS}
         items = [
-            {
-                "Put": {
-                    "TableName": self._table.name,
-                    "Item": marker,
-                    "ConditionExpression": "attribute_not_exists(PK)",
-                }
-            },
+            {"Put": {"TableName": self._table.name, "Item": marker, "ConditionExpression": "attribute_not_exists(PK)"}},
             {
                 "Update": {
                     "TableName": self._table.name,
                     "Key": campaign_key(campaign_id),
-                    "UpdateExpression": "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(deltas))),
+                    "UpdateExpression": expr,
                     "ConditionExpression": "attribute_exists(PK)",
                     "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": values,
                 }
             },
         ]
-        for attempt in range(1, CONFLICT_TRIES + 1):
-            try:
-                self._client.transact_write_items(TransactItems=items)
-                return True
-            except ClientError as exc:
-                reasons = {r.get("Code") for r in exc.response.get("CancellationReasons") or []}
-                if "ConditionalCheckFailed" in reasons:
-                    return False  # counted before (or the campaign is gone): nothing to add
-                if "TransactionConflict" in reasons and attempt < CONFLICT_TRIES:
-                    _conflict_pause(attempt)  # another sender's transaction on the same counters
-                    continue
-                raise StoreUnavailable(f"transact_write_items: {exc}") from exc
-            except Exception as exc:  # endpoint unreachable, timeouts
-                raise StoreUnavailable(f"transact_write_items: {exc}") from exc
-        raise StoreUnavailable("transact_write_items: still conflicting")  # pragma: no cover (loop raises)
+        try:
+            self._call(self._client.transact_write_items, TransactItems=items)
+        except ClientError as exc:
+            if self._conditional_failed(exc):
+                return False  # counted before (or the campaign is gone): nothing to add
+            raise
+        return True
 
     def advance_split(
         self, campaign_id: str, expected_cursor: int, new_cursor: int, deltas: Mapping[str, int], done: bool
     ) -> bool:
         """Move the split checkpoint and its counters in one conditional write (exactly once)."""
-        deltas = {k: v for k, v in deltas.items() if v}
-        names = {"#cur": "split_cursor", "#done": "split_done"}
-        values: dict[str, Any] = {":expected": expected_cursor, ":new": new_cursor, ":done": done}
-        expr = "SET #cur = :new, #done = :done"
-        if deltas:
-            names.update({f"#c{i}": f"c_{k}" for i, k in enumerate(deltas)})
-            values.update({f":c{i}": v for i, v in enumerate(deltas.values())})
-            expr += " ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(deltas)))
+        adds, counter_names, counter_values = _counter_adds(deltas)
+        names = {"#cur": "split_cursor", "#done": "split_done", **counter_names}
+        values: dict[str, Any] = {":expected": expected_cursor, ":new": new_cursor, ":done": done, **counter_values}
+        expr = f"SET #cur = :new, #done = :done {adds}".rstrip()
         try:
             self._call(
                 self._table.update_item,
