@@ -31,7 +31,13 @@ made the local pipeline crawl once a few thousand AWS calls were in flight:
   attribute, counts included, to read the retention period of each received message — it reads the
   retention period.
 
-Each patch checks that what it replaces exists, and is skipped (logged) if moto changed.
+Each patch first checks that what it replaces is in the installed moto as it expects it (present,
+with the same parameters, and for the validation walks the same processors), then replaces it and
+checks the replacement is in place. ``apply()`` and ``apply_in_process()`` return a ``TuningReport``:
+every patch by name, applied or not and why not. A patch that does not apply is logged as a warning
+and the runtime runs without it; ``tests/unit/test_moto_tuning_applies.py`` fails on it instead, so a
+moto upgrade cannot switch a patch off unnoticed. ``python -m local.moto_tuning`` prints the report
+(exit status 1 if any patch did not apply).
 """
 
 from __future__ import annotations
@@ -39,33 +45,105 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import inspect
+import json
 import logging
 import pickle
+import sys
 import threading
 import time
+import types
 import urllib.parse
+from dataclasses import dataclass
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 
-def _patch_module_listing() -> bool:
+class MotoChanged(Exception):
+    """What a patch replaces is not in the installed moto as the patch expects it."""
+
+
+@dataclass(frozen=True)
+class PatchStatus:
+    name: str
+    applied: bool
+    reason: str = ""  # why it did not apply; empty when it did
+
+
+@dataclass(frozen=True)
+class TuningReport:
+    """Every patch ``apply()``/``apply_in_process()`` tried, in order, and whether it took."""
+
+    patches: tuple[PatchStatus, ...]
+
+    @property
+    def applied(self) -> list[str]:
+        return [p.name for p in self.patches if p.applied]
+
+    @property
+    def not_applied(self) -> dict[str, str]:
+        return {p.name: p.reason for p in self.patches if not p.applied}
+
+    def describe(self) -> str:
+        return "\n".join(
+            f"{'applied' if p.applied else 'NOT APPLIED'}: {p.name}{'' if p.applied else ' (' + p.reason + ')'}"
+            for p in self.patches
+        )
+
+
+def _label(owner: Any) -> str:
+    return str(getattr(owner, "__qualname__", None) or getattr(owner, "__name__", None) or type(owner).__name__)
+
+
+def _require(condition: object, what: str) -> None:
+    if not condition:
+        raise MotoChanged(what)
+
+
+def _attr(owner: Any, name: str, params: tuple[str, ...] | None = None) -> Any:
+    """``owner.name`` as the patch expects it: present and, if ``params`` is given, a callable taking
+    exactly those parameters (names and order: a patch that reads arguments by position relies on
+    them)."""
+    value = getattr(owner, name, None)
+    if value is None:
+        raise MotoChanged(f"{_label(owner)}.{name} is missing")
+    if params is not None:
+        try:
+            got = tuple(inspect.signature(value).parameters)
+        except (TypeError, ValueError):
+            raise MotoChanged(f"{_label(owner)}.{name} is not a function") from None
+        if got != params:
+            raise MotoChanged(f"{_label(owner)}.{name} takes ({', '.join(got)}), expected ({', '.join(params)})")
+    return value
+
+
+def _replace(owner: Any, name: str, value: Any) -> None:
+    """Set ``owner.name`` (a module's or a class's own attribute) and check that it holds."""
+    setattr(owner, name, value)
+    if vars(owner).get(name) is not value:
+        raise MotoChanged(f"{_label(owner)}.{name} could not be replaced")
+
+
+def _patch_module_listing() -> None:
     from moto import backends
 
-    original = getattr(backends, "list_of_moto_modules", None)
-    if original is None:
-        return False
-    cached = functools.cache(lambda: tuple(original()))
-    backends.list_of_moto_modules = cached  # type: ignore[assignment]
-    return True
+    original = _attr(backends, "list_of_moto_modules", ())
+    _replace(backends, "list_of_moto_modules", functools.cache(lambda: tuple(original())))
 
 
-def _patch_sqs_clock() -> bool:
+def _patch_sqs_clock() -> None:
     from moto.core import utils
     from moto.sqs import models
 
-    if not (hasattr(models, "unix_time") and hasattr(models, "unix_time_millis")):
-        return False
+    _require(_attr(models, "unix_time", ("dt",)) is utils.unix_time, "moto.sqs.models.unix_time is not moto's")
+    _require(
+        _attr(models, "unix_time_millis", ("dt",)) is utils.unix_time_millis,
+        "moto.sqs.models.unix_time_millis is not moto's",
+    )
+    backend = _attr(models, "SQSBackend")
+    _attr(backend, "is_message_valid_based_on_retention_period", ("self", "queue_name", "message"))
+    _attr(backend, "get_queue", ("self", "queue_name"))
     original_unix_time = utils.unix_time
 
     def unix_time(dt: Any = None) -> float:
@@ -74,22 +152,17 @@ def _patch_sqs_clock() -> bool:
     def unix_time_millis(dt: Any = None) -> float:
         return time.time() * 1000.0 if dt is None else original_unix_time(dt) * 1000.0
 
-    models.unix_time = unix_time  # type: ignore[assignment]
-    models.unix_time_millis = unix_time_millis  # type: ignore[assignment]
+    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
+        queue = self.get_queue(queue_name)
+        retention = int(queue.message_retention_period)
+        return bool(retention + message.sent_timestamp / 1000 > time.time())
 
-    backend = getattr(models, "SQSBackend", None)
-    if backend is not None and hasattr(backend, "is_message_valid_based_on_retention_period"):
-
-        def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
-            queue = self.get_queue(queue_name)
-            retention = int(queue.message_retention_period)
-            return bool(retention + message.sent_timestamp / 1000 > time.time())
-
-        backend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
-    return True
+    _replace(models, "unix_time", unix_time)
+    _replace(models, "unix_time_millis", unix_time_millis)
+    _replace(backend, "is_message_valid_based_on_retention_period", is_message_valid_based_on_retention_period)
 
 
-def _patch_sns_signing() -> bool:
+def _patch_sns_signing() -> None:
     """SNS builds and signs a new X.509 certificate for every message it delivers; build it once per
     subscription key and only sign each message (the notification keeps its shape and a valid
     signature, verifiable with the certificate at ``SigningCertURL``)."""
@@ -98,10 +171,9 @@ def _patch_sns_signing() -> bool:
     from moto.core.utils import iso_8601_datetime_with_milliseconds
     from moto.sns import models
 
-    subscription = getattr(models, "Subscription", None)
-    original = getattr(subscription, "get_post_data", None)
-    if subscription is None or original is None or not hasattr(subscription, "private_key"):
-        return False
+    subscription = _attr(models, "Subscription")
+    original = _attr(subscription, "get_post_data", ("self", "message", "message_id", "subject", "message_attributes"))
+    _attr(subscription, "private_key", ("self",))
     cert_urls: dict[int, str] = {}
     lock = threading.Lock()
 
@@ -142,11 +214,10 @@ def _patch_sns_signing() -> bool:
             post_data["MessageAttributes"] = message_attributes
         return post_data
 
-    subscription.get_post_data = get_post_data
-    return True
+    _replace(subscription, "get_post_data", get_post_data)
 
 
-def _patch_dynamodb_traversal() -> bool:
+def _patch_dynamodb_traversal() -> None:
     """moto walks each update expression's syntax tree ten times per UpdateItem, rebuilding the set of
     node types it looks for at every node and asking ``isinstance`` of abstract classes (slow) at
     every node; its action-count check runs on every sub-expression (quadratic) although only the
@@ -157,19 +228,17 @@ def _patch_dynamodb_traversal() -> bool:
     to raise exactly moto's error."""
     from moto.dynamodb.parsing import ast_nodes, validators
 
-    traverser = getattr(ast_nodes, "DepthFirstTraverser", None)
-    counter = getattr(validators, "ActionCountValidator", None)
-    overlaps = getattr(validators, "OverlappingPathsValidator", None)
-    if (
-        traverser is None
-        or counter is None
-        or overlaps is None
-        or not hasattr(counter, "verify_action_counts")
-        or not hasattr(overlaps, "check_for_overlapping_paths")
-        or not hasattr(validators, "UpdateExpression")
-    ):
-        return False
-    node_type = ast_nodes.Node
+    traverser = _attr(ast_nodes, "DepthFirstTraverser")
+    counter = _attr(validators, "ActionCountValidator")
+    overlaps = _attr(validators, "OverlappingPathsValidator")
+    _attr(counter, "verify_action_counts", ("self", "node"))
+    _attr(overlaps, "check_for_overlapping_paths", ("self", "node"))
+    _attr(validators, "UpdateExpression")
+    _attr(traverser, "traverse", ("self", "node"))
+    for name in ("traverse_node_recursively", "process", "nodes_to_be_processed", "pre_processing_of_child"):
+        _attr(traverser, name)
+    _require("traverse" not in vars(counter) and "traverse" not in vars(overlaps), "a validator has its own walk")
+    node_type = _attr(ast_nodes, "Node")
     generic_walk = traverser.traverse_node_recursively
     generic_process = traverser.process
     generic_kinds = traverser.nodes_to_be_processed
@@ -236,13 +305,12 @@ def _patch_dynamodb_traversal() -> bool:
                 return original_traverse(self, node)  # moto's own walk raises its own error
         return node
 
-    traverser.traverse = traverse
-    counter.traverse = count_actions_once
-    overlaps.traverse = check_overlaps_once
-    return True
+    _replace(traverser, "traverse", traverse)
+    _replace(counter, "traverse", count_actions_once)
+    _replace(overlaps, "traverse", check_overlaps_once)
 
 
-def _patch_dynamodb_validation() -> bool:
+def _patch_dynamodb_validation() -> None:
     """An ``UpdateItem``'s expression goes through ten processors, each a full walk of the tree. After
     the two whole-expression checks (run first, on the untouched tree, as moto does), the other
     eight run as two fused walks — [key paths, values, path resolution, functions] then
@@ -267,17 +335,35 @@ def _patch_dynamodb_validation() -> bool:
         "TypeMismatchValidator",
         "EmptyStringKeyValueValidator",
     )
-    validator_cls = getattr(v, "UpdateExpressionValidator", None)
-    base = getattr(v, "Validator", None)
-    traverser = getattr(ast_nodes, "DepthFirstTraverser", None)
-    if validator_cls is None or base is None or traverser is None or not all(hasattr(v, n) for n in names):
-        return False
-    expected = tuple(getattr(v, n) for n in names)
+    validator_cls = _attr(v, "UpdateExpressionValidator")
+    base = _attr(v, "Validator")
+    traverser = _attr(ast_nodes, "DepthFirstTraverser")
+    expected = tuple(_attr(v, n) for n in names)
     generic = (traverser.traverse_node_recursively, traverser.process, traverser.nodes_to_be_processed)
     no_pre = traverser.pre_processing_of_child
-    node_type = ast_nodes.Node
-    original_init = base.__init__
-    original_validate = base.validate
+    node_type = _attr(ast_nodes, "Node")
+    original_init = _attr(
+        base,
+        "__init__",
+        ("self", "expression", "expression_attribute_names", "expression_attribute_values", "item", "table"),
+    )
+    original_validate = _attr(base, "validate", ("self",))
+    _attr(validator_cls, "get_ast_processors", ("self",))
+    _require("validate" not in vars(validator_cls), "UpdateExpressionValidator has its own validate")
+    # The processors moto builds for an UpdateItem must be these, walking the generic way, or every
+    # validate() would take moto's own path (below) and the patch would do nothing.
+    table = types.SimpleNamespace(table_key_attrs=[], attr=[], attribute_keys=[])
+    probe = types.SimpleNamespace(expression_attribute_names={}, expression_attribute_values={}, item=None, table=table)
+    processors = validator_cls.get_ast_processors(probe)
+    got = tuple(type(p) for p in processors)
+    _require(got == expected, f"UpdateExpressionValidator's processors are {[t.__name__ for t in got]}")
+    _require(
+        all(
+            (type(p).traverse_node_recursively, type(p).process, type(p).nodes_to_be_processed) == generic
+            for p in processors[2:]
+        ),
+        "an UpdateExpressionValidator processor walks its own way",
+    )
     kinds: dict[tuple[type, type], int] = {}
     is_node: dict[type, bool] = {}
 
@@ -342,9 +428,8 @@ def _patch_dynamodb_validation() -> bool:
             self.processors = self.get_ast_processors()
             return original_validate(self)
 
-    base.__init__ = __init__
-    base.validate = validate
-    return True
+    _replace(base, "__init__", __init__)
+    _replace(base, "validate", validate)
 
 
 # Syntax trees handed out by the parse cache, by id: (tree, its pickle). A tree from the cache is
@@ -363,16 +448,17 @@ def _fast_copy(value: Any) -> Any:
         return copy.deepcopy(value)
 
 
-def _patch_dynamodb_parsing() -> bool:
+def _patch_dynamodb_parsing() -> None:
     """moto tokenizes and parses the same update expression up to three times per ``UpdateItem``, and
     deep-copies the syntax tree before validating it: parse each distinct expression once (moto's
     callers only read the parsed tree, so the cached tree is handed out), and copy trees with pickle
     — from the pickle kept with the cached tree — a few times faster than ``deepcopy``."""
     from moto.dynamodb.parsing import expressions, validators
 
-    parser = getattr(expressions, "UpdateExpressionParser", None)
-    if parser is None or not hasattr(parser, "make") or not hasattr(validators, "deepcopy"):
-        return False
+    parser = _attr(expressions, "UpdateExpressionParser")
+    _attr(parser, "make", ("expression_str",))
+    _require(isinstance(vars(parser).get("make"), classmethod), "UpdateExpressionParser.make is not a classmethod")
+    _require(_attr(validators, "deepcopy") is copy.deepcopy, "moto.dynamodb.parsing.validators.deepcopy is not copy's")
     original_make = parser.make.__func__
     parsed: dict[str, Any] = {}
     lock = threading.Lock()
@@ -392,12 +478,11 @@ def _patch_dynamodb_parsing() -> bool:
                 _PARSED_TREES[id(tree)] = (tree, blob)
         return tree
 
-    parser.make = classmethod(make)
-    validators.deepcopy = _fast_copy
-    return True
+    _replace(parser, "make", classmethod(make))
+    _replace(validators, "deepcopy", _fast_copy)
 
 
-def _patch_dynamodb_lookups() -> bool:
+def _patch_dynamodb_lookups() -> None:
     """Three lookups moto repeats on every request: DynamoDB's ~570 reserved words are a list, scanned
     for every attribute name in an expression (a set answers the same ``in``); a response class's
     method names are listed with ``inspect.getmembers`` for every call (classes do not change while
@@ -407,14 +492,19 @@ def _patch_dynamodb_lookups() -> bool:
     from moto.dynamodb import comparisons
     from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
 
-    parser_cls = getattr(comparisons, "ConditionExpressionParser", None)
-    if (
-        not hasattr(ReservedKeywords, "get_reserved_keywords")
-        or not hasattr(core_responses, "method_names_from_class")
-        or parser_cls is None
-        or not hasattr(parser_cls, "parse")
-    ):
-        return False
+    words = _attr(ReservedKeywords, "get_reserved_keywords", ())()
+    _require(
+        isinstance(words, list) and ReservedKeywords.KEYWORDS is words,
+        "ReservedKeywords.get_reserved_keywords() does not hand out its KEYWORDS list",
+    )
+    _attr(core_responses, "method_names_from_class", ("clazz",))
+    parser_cls = _attr(comparisons, "ConditionExpressionParser")
+    _attr(parser_cls, "parse", ("self",))
+    _attr(
+        parser_cls,
+        "__init__",
+        ("self", "condition_expression", "expression_attribute_names", "expression_attribute_values"),
+    )
 
     class _KeywordList(list):  # type: ignore[type-arg]
         """The same list, with a set behind ``in``."""
@@ -426,10 +516,12 @@ def _patch_dynamodb_lookups() -> bool:
         def __contains__(self, word: object) -> bool:
             return word in self._set
 
-    ReservedKeywords.KEYWORDS = _KeywordList(ReservedKeywords.get_reserved_keywords())
+    keywords = _KeywordList(words)
+    _replace(ReservedKeywords, "KEYWORDS", keywords)
+    _require(ReservedKeywords.get_reserved_keywords() is keywords, "ReservedKeywords ignores its KEYWORDS")
 
     listed = functools.cache(core_responses.method_names_from_class)
-    core_responses.method_names_from_class = lambda clazz: list(listed(clazz))
+    _replace(core_responses, "method_names_from_class", lambda clazz: list(listed(clazz)))
 
     original_parse = parser_cls.parse
     recent = threading.local()
@@ -452,11 +544,10 @@ def _patch_dynamodb_lookups() -> bool:
         self.expr_attr_values_found.extend(values)
         return op
 
-    parser_cls.parse = parse
-    return True
+    _replace(parser_cls, "parse", parse)
 
 
-def _patch_json_serializer() -> bool:
+def _patch_json_serializer() -> None:
     """moto serializes a JSON response (DynamoDB's) member by member through five alias providers,
     asking each for every member of the shape — for every attribute of every item, ten times (one
     per member of ``AttributeValue``). When the value is a plain ``dict`` whose keys are all members
@@ -467,14 +558,12 @@ def _patch_json_serializer() -> bool:
     from botocore import xform_name
     from moto.core import serialize
 
-    json_serializer = getattr(serialize, "BaseJSONSerializer", None)
-    picker_cls = getattr(serialize, "XFormedAttributePicker", None)
-    providers = getattr(serialize, "DEFAULT_ALIAS_PROVIDERS", None)
-    if json_serializer is None or picker_cls is None or providers is None:
-        return False
-    if not hasattr(json_serializer, "_serialize_type_structure") or not hasattr(json_serializer, "_serialize"):
-        return False
-    original = json_serializer._serialize_type_structure
+    json_serializer = _attr(serialize, "BaseJSONSerializer")
+    picker_cls = _attr(serialize, "XFormedAttributePicker")
+    providers = _attr(serialize, "DEFAULT_ALIAS_PROVIDERS")
+    original = _attr(json_serializer, "_serialize_type_structure", ("self", "serialized", "value", "shape", "key"))
+    _attr(json_serializer, "_serialize", ("self", "serialized", "value", "shape", "key"))
+    _attr(json_serializer, "_default_serialize", ("self", "serialized", "value", "shape", "key"))
     plain: dict[int, tuple[Any, bool]] = {}  # id(shape) -> (shape, no alias can apply)
 
     def aliases_inert(shape: Any) -> bool:
@@ -512,11 +601,10 @@ def _patch_json_serializer() -> bool:
             return
         original(self, serialized, value, shape, key)
 
-    json_serializer._serialize_type_structure = _serialize_type_structure
-    return True
+    _replace(json_serializer, "_serialize_type_structure", _serialize_type_structure)
 
 
-def _patch_dynamodb_partition_query() -> bool:
+def _patch_dynamodb_partition_query() -> None:
     """moto answers a ``Query`` on a table's own key by sorting every item of the table and keeping
     those of the partition — the job table holds a record per recipient, so reading a campaign
     (its META and CONTENT items) got slower with every email sent. The query is given the items of
@@ -525,10 +613,30 @@ def _patch_dynamodb_partition_query() -> bool:
     moto's own path."""
     from moto.dynamodb.models import table as table_module
 
-    table_cls = getattr(table_module, "Table", None)
-    if table_cls is None or not hasattr(table_cls, "query") or not hasattr(table_cls, "all_items"):
-        return False
-    original = table_cls.query
+    table_cls = _attr(table_module, "Table")
+    _attr(table_cls, "all_items", ("self",))
+    _attr(table_cls, "has_range_key")
+    # index_name is read by position (args[6]) as well as by name
+    original = _attr(
+        table_cls,
+        "query",
+        (
+            "self",
+            "hash_key",
+            "range_comparison",
+            "range_objs",
+            "limit",
+            "exclusive_start_key",
+            "scan_index_forward",
+            "projection_expressions",
+            "index_name",
+            "consistent_read",
+            "filter_expression",
+            "hash_key_conditions",
+            "range_key_conditions",
+            "filter_kwargs",
+        ),
+    )
 
     def sort_key(item: Any) -> Any:  # the key moto's all_items() sorts by
         return (item.hash_key, item.range_key) if item.range_key else item.hash_key
@@ -551,11 +659,10 @@ def _patch_dynamodb_partition_query() -> bool:
         partition = self.items.get(hash_key) or {}
         return original(_OnePartition(self, sorted(partition.values(), key=sort_key)), hash_key, *args, **kwargs)
 
-    table_cls.query = query
-    return True
+    _replace(table_cls, "query", query)
 
 
-def _patch_dynamodb_transactions() -> bool:
+def _patch_dynamodb_transactions() -> None:
     """moto backs up a ``TransactWriteItems`` by deep-copying every table it names — the whole job
     table, a record per recipient — and rolls back by putting the copy in the table's place. That
     costs more with every email sent, and under concurrent requests (a server thread each) the copy
@@ -569,10 +676,16 @@ def _patch_dynamodb_transactions() -> bool:
     from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.dynamodb.models.table import Table
 
-    backend = getattr(models, "DynamoDBBackend", None)
+    backend = _attr(models, "DynamoDBBackend")
     methods = ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items")
-    if backend is None or not all(hasattr(backend, m) for m in methods) or getattr(models, "copy", None) is not copy:
-        return False
+    for m in methods[:-1]:
+        _attr(backend, m)
+    _attr(backend, "transact_write_items", ("self", "transact_items"))
+    _require(_attr(models, "copy") is copy, "moto.dynamodb.models.copy is not the copy module")
+    _attr(Table, "get_item", ("self", "hash_key", "range_key", "projection_expression"))
+    set_by_init = set(Table.__init__.__code__.co_names)  # the attributes Table.__init__ assigns, among others
+    for name in ("stream_shard", "hash_key_attr", "range_key_attr", "items"):
+        _require(name in set_by_init, f"Table no longer has {name}")
     lock = threading.RLock()
     state = threading.local()
     rolled_back = tuple(
@@ -645,10 +758,9 @@ def _patch_dynamodb_transactions() -> bool:
                 state.transaction = False
 
     for name in methods[:-1]:
-        setattr(backend, name, locked(getattr(backend, name)))
-    backend.transact_write_items = transact_write_items
-    models.copy = _CopyShim()  # type: ignore[assignment]
-    return True
+        _replace(backend, name, locked(getattr(backend, name)))
+    _replace(backend, "transact_write_items", transact_write_items)
+    _replace(models, "copy", _CopyShim())
 
 
 def _restore(table: Any, hash_key: Any, range_key: Any, had_partition: bool, item: Any) -> None:
@@ -667,11 +779,18 @@ def _restore(table: Any, hash_key: Any, range_key: Any, had_partition: bool, ite
         table.items.pop(hash_key, None)
 
 
-def _trim_tracked_instances(interval: float = 30.0) -> bool:
+def _trim_tracked_instances(interval: float = 30.0) -> None:
     """moto remembers every model instance it ever created (every SQS message, every DynamoDB item
     version) for its dashboard, so a long-running server only grows. Forget those two kinds every
     ``interval`` seconds; the backends keep what is live, and SES's sent messages stay listed."""
     from moto.core.model_instances import model_data
+
+    _require(isinstance(model_data, dict), "moto.core.model_instances.model_data is not a dict")
+    for service, name in (("sqs", "Message"), ("dynamodb", "Item")):
+        _require(
+            hasattr(model_data.get(service, {}).get(name), "instances_tracked"),
+            f"moto does not track {service} {name} instances",
+        )
 
     def trim() -> None:
         while True:
@@ -682,10 +801,9 @@ def _trim_tracked_instances(interval: float = 30.0) -> bool:
                     model.instances_tracked = []  # type: ignore[attr-defined]
 
     threading.Thread(target=trim, name="moto-trim", daemon=True).start()
-    return True
 
 
-def _freeze_long_lived(interval: float = 2.0) -> bool:
+def _freeze_long_lived(interval: float = 2.0) -> None:
     """moto keeps every item, message and model in Python objects; CPython's full garbage collection
     walks all of them, and with a table of a few ten thousand records it paused the DynamoDB process
     for 0.2–0.8 s at a time (measured with ``gc.callbacks``) — every AWS call waiting behind it.
@@ -695,8 +813,7 @@ def _freeze_long_lived(interval: float = 2.0) -> bool:
     and dies later is left uncollected."""
     import gc
 
-    if not hasattr(gc, "freeze"):
-        return False
+    _require(hasattr(gc, "freeze"), "gc.freeze is missing")
 
     def freeze() -> None:
         while True:
@@ -705,7 +822,6 @@ def _freeze_long_lived(interval: float = 2.0) -> bool:
             gc.freeze()
 
     threading.Thread(target=freeze, name="moto-gc-freeze", daemon=True).start()
-    return True
 
 
 # What moto's backends do per request: these patches apply as well to moto in process (mock_aws).
@@ -721,35 +837,92 @@ _BACKEND_PATCHES: tuple[tuple[str, Any], ...] = (
 )
 
 
-def apply_in_process() -> list[str]:
+def _check_dispatcher() -> None:
+    """``cached_dispatcher`` subclasses moto's dispatcher (nothing to replace here: checked only)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    _attr(DomainDispatcherApplication, "get_application", ("self", "environ"))
+    _attr(DomainDispatcherApplication, "__call__", ("self", "environ", "start_response"))
+    _attr(DomainDispatcherApplication, "__init__", ("self", "create_app"))
+
+
+def _check_direct_view() -> None:
+    """``cached_dispatcher`` serves DynamoDB without Flask only if ``_DirectView`` accepts moto's
+    DynamoDB app; otherwise every call would quietly go through Flask (checked here on a fresh app)."""
+    from moto.moto_server.werkzeug_app import create_backend_app
+
+    try:
+        _DirectView(create_backend_app("dynamodb"))
+    except (LookupError, AttributeError, ImportError, TypeError, IndexError) as exc:
+        raise MotoChanged(f"DynamoDB's app is not served directly: {exc}") from None
+
+
+# What moto's backends do per request: these patches apply as well to moto in process (mock_aws).
+_BACKEND_PATCHES: tuple[tuple[str, Any], ...] = (
+    ("sqs clock", _patch_sqs_clock),
+    ("sns signing", _patch_sns_signing),
+    ("dynamodb expression walks", _patch_dynamodb_traversal),
+    ("dynamodb expression parsing", _patch_dynamodb_parsing),
+    ("dynamodb validation walks", _patch_dynamodb_validation),
+    ("dynamodb lookups", _patch_dynamodb_lookups),
+    ("dynamodb partition query", _patch_dynamodb_partition_query),
+    ("dynamodb transactions", _patch_dynamodb_transactions),
+)
+# The server's: moto's own server process only (apply()).
+_SERVER_PATCHES: tuple[tuple[str, Any], ...] = (
+    ("module listing", _patch_module_listing),
+    *_BACKEND_PATCHES,
+    ("json serializer", _patch_json_serializer),
+    ("tracked instances", _trim_tracked_instances),
+    ("long-lived objects out of full collections", _freeze_long_lived),
+    ("dispatcher backend cache", _check_dispatcher),
+    ("dynamodb without flask", _check_direct_view),
+)
+# Each patch's outcome, the first time it was tried in this process: a patch is applied once (a
+# second apply() reports the first outcome instead of wrapping moto's functions twice).
+_OUTCOMES: dict[str, PatchStatus] = {}
+_OUTCOMES_LOCK = threading.Lock()
+
+
+def apply_in_process() -> TuningReport:
     """The backend patches only, for moto in process (the AWS-requests benchmark's 10,000-recipient
     run, whose transactions would otherwise copy the whole table each time)."""
     return _apply(_BACKEND_PATCHES)
 
 
-def apply() -> list[str]:
-    return _apply(
-        (
-            ("module listing", _patch_module_listing),
-            *_BACKEND_PATCHES,
-            ("json serializer", _patch_json_serializer),
-            ("tracked instances", _trim_tracked_instances),
-            ("long-lived objects out of full collections", _freeze_long_lived),
-        )
-    )
+def apply() -> TuningReport:
+    """Every patch, for the local runtime's moto server process."""
+    return _apply(_SERVER_PATCHES)
 
 
-def _apply(patches: tuple[tuple[str, Any], ...]) -> list[str]:
-    applied = []
-    for name, patch in patches:
-        try:
-            if patch():
-                applied.append(name)
-            else:
-                logger.warning("moto tuning %r skipped: moto changed", name)
-        except Exception:
-            logger.exception("moto tuning %r failed; running without it", name)
-    return applied
+def _apply(patches: tuple[tuple[str, Any], ...]) -> TuningReport:
+    """Try each patch; one that does not apply is reported and logged (a warning), never raised:
+    the runtime runs on stock moto for that part. The test of the report is what fails."""
+    outcomes = []
+    with _OUTCOMES_LOCK:
+        for name, patch in patches:
+            status = _OUTCOMES.get(name)
+            if status is None:
+                try:
+                    patch()
+                    status = PatchStatus(name, applied=True)
+                except MotoChanged as exc:
+                    status = PatchStatus(name, applied=False, reason=str(exc))
+                    logger.warning("moto tuning %r not applied, running without it: %s", name, exc)
+                except Exception as exc:
+                    status = PatchStatus(name, applied=False, reason=f"failed: {exc!r}")
+                    logger.exception("moto tuning %r failed, running without it", name)
+                _OUTCOMES[name] = status
+            outcomes.append(status)
+    return TuningReport(tuple(outcomes))
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m local.moto_tuning [--in-process]``: apply the patches in this (throwaway) process
+    and print the report as JSON; exit status 1 if any did not apply."""
+    report = apply_in_process() if "--in-process" in argv else apply()
+    print(json.dumps([{"name": p.name, "applied": p.applied, "reason": p.reason} for p in report.patches]))
+    return 1 if report.not_applied else 0
 
 
 class _DirectView:
@@ -876,3 +1049,7 @@ def cached_dispatcher(create_app: Any) -> Any:
             return app
 
     return CachedDispatcher(create_app)
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
