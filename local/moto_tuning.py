@@ -356,7 +356,10 @@ def _patch_dynamodb_validation() -> None:
     probe = types.SimpleNamespace(expression_attribute_names={}, expression_attribute_values={}, item=None, table=table)
     processors = validator_cls.get_ast_processors(probe)
     got = tuple(type(p) for p in processors)
-    _require(got == expected, f"UpdateExpressionValidator's processors are {[t.__name__ for t in got]}")
+    _require(
+        got == expected,
+        f"UpdateExpressionValidator builds {[t.__name__ for t in got]}, expected {[t.__name__ for t in expected]}",
+    )
     _require(
         all(
             (type(p).traverse_node_recursively, type(p).process, type(p).nodes_to_be_processed) == generic

@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 from local.children import ROOT
 from local.provision import create_job_table
 from local.smtp_relay import free_port
+from massmailer.spec import JOB_TABLE
 
 pytestmark = pytest.mark.slow
 
@@ -107,9 +108,8 @@ def _answers(url: str, calls: list[Callable[[Callable[[str], Any]], Any]]) -> li
     for call in calls:
         try:
             answers.append(("ok", _scrub(call(client))))
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            answers.append(("error", error.get("Code"), error.get("Message")))
+        except ClientError as exc:  # the whole error: code, message, Item, CancellationReasons, headers
+            answers.append(("error", _scrub(exc.response)))
     return answers
 
 
@@ -382,8 +382,232 @@ def _dynamodb_calls() -> list[Callable[..., Any]]:
         lambda c: ddb(c).get_item(TableName="jobs", Key=_key("dup")),
         lambda c: ddb(c).delete_item(TableName="jobs", Key=_key("tx-1"), ReturnValues="ALL_OLD"),
         lambda c: ddb(c).describe_table(TableName="jobs")["Table"]["KeySchema"],
+        *_conditional_failure_calls(),
+        *_index_calls(),
+        *_scan_calls(),
+        *_transaction_calls(),
     ]
     return calls
+
+
+GSI = JOB_TABLE.indexes[0]
+
+
+def _conditional_failure_calls() -> list[Callable[..., Any]]:
+    """PutItem, UpdateItem and DeleteItem whose condition fails, with and without the old item back."""
+    ddb: Callable[[Callable[[str], Any]], Any] = lambda c: c("dynamodb")  # noqa: E731
+    exists = {"ConditionExpression": "attribute_not_exists(PK)"}
+    return [
+        lambda c: ddb(c).put_item(TableName="jobs", Item={**_key("cf-1"), "v": {"N": "1"}, "tags": {"SS": ["a"]}}),
+        *[
+            (
+                lambda c, rv=rv: ddb(c).put_item(
+                    TableName="jobs",
+                    Item={**_key("cf-1"), "v": {"N": "2"}},
+                    ReturnValuesOnConditionCheckFailure=rv,
+                    **exists,
+                )
+            )
+            for rv in ("ALL_OLD", "NONE")
+        ],
+        lambda c: ddb(c).update_item(
+            TableName="jobs",
+            Key=_key("cf-1"),
+            UpdateExpression="SET v = v + :one",
+            ConditionExpression="v > :ten",
+            ExpressionAttributeValues={":one": {"N": "1"}, ":ten": {"N": "10"}},
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ),
+        lambda c: ddb(c).update_item(  # the item does not exist: no old item to return
+            TableName="jobs",
+            Key=_key("cf-none"),
+            UpdateExpression="SET v = :one",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ),
+        lambda c: ddb(c).delete_item(
+            TableName="jobs",
+            Key=_key("cf-1"),
+            ConditionExpression="v = :two",
+            ExpressionAttributeValues={":two": {"N": "2"}},
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ),
+        lambda c: ddb(c).get_item(TableName="jobs", Key=_key("cf-1"), ConsistentRead=True),
+    ]
+
+
+def _index_items() -> list[dict[str, Any]]:
+    """Items on the job table's GSI: two providers' message ids, in an order that is not the index's."""
+    rows = [("p#ses", "id-3"), ("p#smtp", "id-1"), ("p#ses", "id-1"), ("p#ses", "id-2"), ("p#ses", "id-2")]
+    return [
+        {
+            **_key(f"gsi-{i}"),
+            GSI.partition_key: {"S": provider},
+            GSI.sort_key: {"S": provider_id},
+            "n": {"N": str(i)},
+        }
+        for i, (provider, provider_id) in enumerate(rows)
+    ]
+
+
+def _pages(call: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every page of a paginated read, following LastEvaluatedKey (each page compared whole)."""
+    pages = [call({})]
+    while "LastEvaluatedKey" in pages[-1] and len(pages) < 50:
+        pages.append(call({"ExclusiveStartKey": pages[-1]["LastEvaluatedKey"]}))
+    return pages
+
+
+def _index_calls() -> list[Callable[..., Any]]:
+    """Query on the job table's GSI (IndexName): by partition, by range, backwards, paginated,
+    filtered, projected, counted, and the errors of a bad index query."""
+    ddb: Callable[[Callable[[str], Any]], Any] = lambda c: c("dynamodb")  # noqa: E731
+    names = {"#pk": GSI.partition_key, "#sk": GSI.sort_key}
+
+    def query(c: Callable[[str], Any], **kwargs: Any) -> Any:
+        used = {k: v for k, v in names.items() if k in kwargs["KeyConditionExpression"]}
+        return ddb(c).query(TableName="jobs", IndexName=GSI.name, ExpressionAttributeNames=used, **kwargs)
+
+    ses = {":p": {"S": "p#ses"}}
+    return [
+        *[(lambda c, item=item: ddb(c).put_item(TableName="jobs", Item=item)) for item in _index_items()],
+        lambda c: query(c, KeyConditionExpression="#pk = :p", ExpressionAttributeValues=ses),
+        lambda c: query(
+            c,
+            KeyConditionExpression="#pk = :p AND #sk = :id",
+            ExpressionAttributeValues={**ses, ":id": {"S": "id-2"}},
+        ),
+        lambda c: query(
+            c,
+            KeyConditionExpression="#pk = :p AND #sk BETWEEN :a AND :b",
+            ExpressionAttributeValues={**ses, ":a": {"S": "id-1"}, ":b": {"S": "id-2"}},
+            ScanIndexForward=False,
+        ),
+        lambda c: _pages(
+            lambda more: query(c, KeyConditionExpression="#pk = :p", ExpressionAttributeValues=ses, Limit=2, **more)
+        ),
+        lambda c: query(
+            c,
+            KeyConditionExpression="#pk = :p AND begins_with(#sk, :id)",
+            FilterExpression="n > :one",
+            ExpressionAttributeValues={**ses, ":id": {"S": "id-"}, ":one": {"N": "1"}},
+        ),
+        lambda c: query(
+            c, KeyConditionExpression="#pk = :p", ExpressionAttributeValues=ses, ProjectionExpression="PK, n"
+        ),
+        lambda c: query(c, KeyConditionExpression="#pk = :p", ExpressionAttributeValues=ses, Select="COUNT"),
+        lambda c: query(c, KeyConditionExpression="#pk = :p", ExpressionAttributeValues={":p": {"S": "p#none"}}),
+        lambda c: ddb(c).query(  # the table's key on the index: an error
+            TableName="jobs",
+            IndexName=GSI.name,
+            KeyConditionExpression="PK = :p",
+            ExpressionAttributeValues={":p": {"S": "gsi-1"}},
+        ),
+        lambda c: ddb(c).query(
+            TableName="jobs",
+            IndexName="NoSuchIndex",
+            KeyConditionExpression="PK = :p",
+            ExpressionAttributeValues={":p": {"S": "gsi-1"}},
+        ),
+        lambda c: query(  # consistent reads are not allowed on a GSI
+            c, KeyConditionExpression="#pk = :p", ExpressionAttributeValues=ses, ConsistentRead=True
+        ),
+    ]
+
+
+def _scan_calls() -> list[Callable[..., Any]]:
+    """Scan: the whole table, filtered, projected, counted, paginated with Limit/ExclusiveStartKey,
+    and the GSI."""
+    ddb: Callable[[Callable[[str], Any]], Any] = lambda c: c("dynamodb")  # noqa: E731
+
+    def scan(c: Callable[[str], Any], **kwargs: Any) -> Any:
+        return ddb(c).scan(TableName="jobs", **kwargs)
+
+    return [
+        lambda c: scan(c),
+        lambda c: scan(c, ConsistentRead=True, Select="COUNT"),
+        lambda c: scan(
+            c,
+            FilterExpression="begins_with(PK, :g) AND n >= :two",
+            ExpressionAttributeValues={":g": {"S": "gsi-"}, ":two": {"N": "2"}},
+            ProjectionExpression="PK, SK, n",
+        ),
+        lambda c: _pages(lambda more: scan(c, Limit=4, **more)),
+        lambda c: _pages(lambda more: scan(c, Limit=5, FilterExpression="attribute_exists(n)", Select="COUNT", **more)),
+        lambda c: _pages(lambda more: scan(c, IndexName=GSI.name, Limit=2, **more)),
+        lambda c: scan(c, Limit=3, ExclusiveStartKey=_key("gsi-2")),
+    ]
+
+
+def _transaction_calls() -> list[Callable[..., Any]]:
+    """TransactWriteItems: every operation in one transaction that succeeds; one cancelled by failed
+    conditions (CancellationReasons compared, the old items included) and rolled back; a delete's
+    condition failing alone; and the reads that show what each left."""
+    ddb: Callable[[Callable[[str], Any]], Any] = lambda c: c("dynamodb")  # noqa: E731
+
+    def transact(c: Callable[[str], Any], *items: dict[str, Any]) -> Any:
+        return ddb(c).transact_write_items(TransactItems=list(items))
+
+    def op(kind: str, **params: Any) -> dict[str, Any]:
+        return {kind: {"TableName": "jobs", **params}}
+
+    every_op = (
+        op("Put", Item={**_key("tw-new"), "v": {"N": "1"}}, ConditionExpression="attribute_not_exists(PK)"),
+        op(
+            "Update",
+            Key=_key("cf-1"),
+            UpdateExpression="SET v = v + :one ADD tags :t",
+            ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"SS": ["b"]}},
+        ),
+        op("Delete", Key=_key("gsi-4"), ConditionExpression="attribute_exists(PK)"),
+        op("ConditionCheck", Key=_key("gsi-0"), ConditionExpression="attribute_exists(PK)"),
+    )
+    cancelled = (
+        op("Put", Item={**_key("tw-rolled-back"), "v": {"N": "1"}}),
+        op(
+            "ConditionCheck",
+            Key=_key("cf-1"),
+            ConditionExpression="v = :zero",
+            ExpressionAttributeValues={":zero": {"N": "0"}},
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ),
+        op(
+            "Update",
+            Key=_key("gsi-0"),
+            UpdateExpression="SET n = :n",
+            ConditionExpression="attribute_not_exists(PK)",
+            ExpressionAttributeValues={":n": {"N": "99"}},
+        ),
+        op(
+            "Delete",
+            Key=_key("tw-new"),
+            ConditionExpression="v = :two",
+            ExpressionAttributeValues={":two": {"N": "2"}},
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ),
+    )
+    reads = [
+        (lambda c, pk=pk: ddb(c).get_item(TableName="jobs", Key=_key(pk), ConsistentRead=True))
+        for pk in ("tw-new", "cf-1", "gsi-4", "gsi-0", "tw-rolled-back")
+    ]
+    return [
+        lambda c: transact(c, *every_op),
+        *reads,
+        lambda c: transact(c, *cancelled),
+        *reads,
+        lambda c: transact(c, op("Delete", Key=_key("tw-new"), ConditionExpression="attribute_not_exists(PK)")),
+        lambda c: transact(c, op("Put", Item={**_key("tw-2"), "v": {"N": "1"}}), op("Put", Item={**_key("tw-2")})),
+        lambda c: ddb(c).query(  # the index after the transactions: gsi-4 gone, gsi-0 unchanged
+            TableName="jobs",
+            IndexName=GSI.name,
+            KeyConditionExpression="#pk = :p",
+            ExpressionAttributeNames={"#pk": GSI.partition_key},
+            ExpressionAttributeValues={":p": {"S": "p#ses"}},
+        ),
+        lambda c: _pages(lambda more: ddb(c).scan(TableName="jobs", Limit=7, **more)),
+    ]
 
 
 def _other_calls() -> list[Callable[..., Any]]:
