@@ -3,10 +3,12 @@ every call as stock moto does.
 
 Given the same sequence of AWS calls — the job table's whole repertoire (conditional claims, counters,
 ``if_not_exists``, ``list_append``, ADD/REMOVE/DELETE, binary and set values, every ``ReturnValues``,
-batch reads, queries, scans, transactions) and the errors moto raises for bad expressions — plus SQS,
-SES v2 and Scheduler calls (JSON protocols share the serializer fast path), when it runs against the
-tuned moto process and against stock ``ThreadedMotoServer``, then every answer (data or error code and
-message) is the same.
+batch reads, queries on the table and on its GSI (``IndexName``), scans with filters and pages,
+transactions that succeed and that are cancelled, conditional failures returning the old item) and the
+errors moto raises for bad expressions — plus SQS, SES v2 and Scheduler calls (JSON protocols share
+the serializer fast path), when it runs against the tuned moto process and against stock
+``ThreadedMotoServer``, then every answer is the same: the data, or the whole error (code, message,
+``Item``, ``CancellationReasons``), and the response headers the application set.
 """
 
 from __future__ import annotations
