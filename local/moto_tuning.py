@@ -85,12 +85,6 @@ class TuningReport:
     def not_applied(self) -> dict[str, str]:
         return {p.name: p.reason for p in self.patches if not p.applied}
 
-    def describe(self) -> str:
-        return "\n".join(
-            f"{'applied' if p.applied else 'NOT APPLIED'}: {p.name}{'' if p.applied else ' (' + p.reason + ')'}"
-            for p in self.patches
-        )
-
 
 def _label(owner: Any) -> str:
     return str(getattr(owner, "__qualname__", None) or getattr(owner, "__name__", None) or type(owner).__name__)
