@@ -213,6 +213,7 @@ def _environment(
         ENV.signing_secret_arn: secrets.signing_key.secret_arn,
         ENV.schedule_group: scheduler.group_name,
         ENV.scheduler_role_arn: scheduler.role.role_arn,
+        ENV.schedule_dlq_arn: scheduler.dead_letter_queue.queue_arn,
         "POWERTOOLS_SERVICE_NAME": service_name,
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
     }
