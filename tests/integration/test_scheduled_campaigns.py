@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import boto3
-from datetime import UTC, datetime, timedelta
 
 from local.scheduler_loop import SchedulerLoop
 from massmailer import schedules
@@ -54,9 +54,7 @@ def test_a_schedule_whose_target_is_gone_lands_in_the_schedule_dlq(pipeline: Pip
     campaign_id, _ = _scheduled_campaign(pipeline)
     pipeline.sqs.delete_queue(QueueUrl=pipeline.resources["queues"]["split"])
     now = [SEND_AT - timedelta(seconds=1)]
-    loop = SchedulerLoop(
-        boto3.client("scheduler"), pipeline.sqs, boto3.client("sns"), tick=1.0, clock=lambda: now[0]
-    )
+    loop = SchedulerLoop(boto3.client("scheduler"), pipeline.sqs, boto3.client("sns"), tick=1.0, clock=lambda: now[0])
     assert loop.run_once() == []  # not due yet
 
     # When Scheduler fires it past its retry window (the clock is injected: no waiting)
