@@ -6,8 +6,8 @@ Who may do what:
 * ingest   — table read/write, put/read audiences in the bucket, enqueue single messages on their lane
              (high by default, low on request) and campaigns on the split queue, manage schedules in
              the stage's group (and pass their role), read the signing key.
-* splitter — table read/write, read audiences, enqueue on the high/low lanes and the split queue
-             (continuations).
+* splitter — table read/write, read audiences (under ``audiences/`` only), enqueue on the high/low
+             lanes and the split queue (continuations).
 * sender   — table read/write, consume and re-enqueue (retries) on both lanes, SES
              SendEmail/SendRawEmail for the stage's identity and configuration set, read the SMTP and
              signing secrets.
@@ -123,16 +123,18 @@ class PipelineFunctions(Construct):
         for queue in (queues.high, queues.low):  # a single message goes on the lane it asks for
             queue.grant_send_messages(ingest.function)
         queues.split.grant_send_messages(ingest.function)  # campaigns sent now
-        scheduler.grant_manage_schedules(ingest.function)  # campaigns sent later, automations
+        scheduler.grant_manage_schedules(ingest.function)  # campaigns sent later (send_at)
         ingest.acknowledge_wildcards(
-            "The ingest function creates, reads and deletes schedules (campaign send_at, automations) "
+            "The ingest function creates, reads and deletes schedules (a campaign's send_at) "
             "whose names are chosen at run time; access is limited to schedules of this stage's group.",
             wildcard_resource(self, scheduler.schedules_arn),
         )
         secrets.signing_key.grant_read(ingest.function)  # verifies unsubscribe tokens
 
     def _grant_splitter(self, queues: WorkQueues) -> None:
-        self._grant_bucket_read(self.splitter, "audiences (CSV/JSONL) uploaded by ingest or operators")
+        self._grant_bucket_read(
+            self.splitter, "audiences (CSV/JSONL) uploaded by ingest or operators", spec.AUDIENCE_PREFIX
+        )
         for queue in (queues.high, queues.low, queues.split):  # batches on the lanes, continuations
             queue.grant_send_messages(self.splitter.function)
 
@@ -213,6 +215,7 @@ def _environment(
         ENV.signing_secret_arn: secrets.signing_key.secret_arn,
         ENV.schedule_group: scheduler.group_name,
         ENV.scheduler_role_arn: scheduler.role.role_arn,
+        ENV.schedule_dlq_arn: scheduler.dead_letter_queue.queue_arn,
         "POWERTOOLS_SERVICE_NAME": service_name,
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
     }

@@ -1,7 +1,8 @@
 """EventBridge Scheduler: the stage's schedule group, the role schedules run as, and their DLQ.
 
-Schedules themselves (one-time ``send_at`` campaigns, recurring automations) are created at run time
-by the ingest function; each targets the split queue and dead-letters into ``dead_letter_queue``.
+Schedules themselves (today one-time ``send_at`` campaigns) are created at run time by the ingest
+function (``massmailer.schedules``); each targets the split queue and dead-letters into
+``dead_letter_queue`` (its ``DeadLetterConfig``).
 """
 
 from __future__ import annotations

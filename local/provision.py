@@ -167,6 +167,9 @@ def provision(
         ENV.from_address: from_address,
         ENV.schedule_group: group,
         ENV.scheduler_role_arn: role_arn,
+        ENV.schedule_dlq_arn: sqs.get_queue_attributes(QueueUrl=schedule_dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"],
     }
     return {
         "env": env,

@@ -1,6 +1,6 @@
 """SES event notifications as SES publishes them (configuration-set event publishing format).
 
-The shapes follow real captures (``tests/events/ses/`` and ``../shared/fixtures/ses-events/``):
+The shapes follow real captures (``tests/events/ses/``, a copy of the shared fixtures):
 ``eventType`` plus one detail object (``send``, ``delivery``, ``bounce``, ``complaint``) and the
 ``mail`` object, whose ``tags`` hold SES's own ``ses:*`` tags and the caller's ``EmailTags`` (each a
 list of strings). Published messages end with a newline, as real ones do.

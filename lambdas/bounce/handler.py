@@ -37,7 +37,8 @@ def handler(event: dict[str, Any], context: Any, store: Store | None = None) -> 
         return {"batchItemFailures": []}
 
     def record_handler(record: SQSRecord) -> None:
-        # Unknown or non-JSON input is acknowledged; only real errors (StoreUnavailable) fail the record.
+        # Unknown or non-JSON input is acknowledged; StoreUnavailable (retried) and MalformedNotification
+        # (poison, kept in the DLQ) fail the record.
         _record(process_sns_payload(store, record.body))
 
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -12,7 +12,7 @@ Transient          timeouts, 5xx from the API, SMTP 452           try the next p
 SoftBounce         mailbox full (SMTP 452 4.2.2 / 5.2.2)          fixed-interval retry; never fails over
 HardBounce         invalid/unknown recipient (SMTP 550/553)       FAILED at once, address suppressed
 ProviderDown       connection refused, sending paused, suspended  fail over to the next provider
-ConfigurationError unverified identity, bad credentials           fail over; alarm; retry later
+ConfigurationError unverified identity, bad credentials           fail over; retry later
 =================  =============================================  ==========================================
 
 Recipient-level errors (SoftBounce, HardBounce) are the same whichever provider is asked, so they

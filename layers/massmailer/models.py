@@ -77,7 +77,8 @@ class Lane(StrEnum):
 
 
 class Status(StrEnum):
-    """Per-recipient status. Terminal states are never left except by a later bounce event."""
+    """Per-recipient status. Terminal states are left only by a later SES notification (bounce,
+    complaint, delivery, reject) for the same email."""
 
     QUEUED = "QUEUED"
     SENDING = "SENDING"
@@ -286,7 +287,7 @@ class SplitRequest(BaseModel):
 
     v: Literal[1] = 1
     campaign_id: str
-    # Set by EventBridge Scheduler runs of automations: the run key is (automation, scheduled time).
+    # Reserved for scheduled automation runs (the run key will be (automation, scheduled time)); unused today.
     scheduled_time: str | None = None
 
 

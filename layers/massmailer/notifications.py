@@ -1,6 +1,6 @@
 """SES notifications → per-recipient status, the suppression list, soft-bounce counts, campaign counters.
 
-What arrives (``../shared/fixtures/ses-events/EXPECT.md`` has a real or documented sample of each):
+What arrives (``tests/events/ses/EXPECT.md``, a copy of the shared fixtures, has a real or documented sample of each):
 
 * identity notifications (``notificationType``: Bounce, Complaint, Delivery) and configuration-set
   events (``eventType``: also Send, Reject, Open, Click, ``Rendering Failure``, DeliveryDelay,

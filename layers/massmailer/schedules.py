@@ -3,6 +3,11 @@
 A schedule's target is the split queue (Scheduler's universal SQS target), so a scheduled campaign
 enters the pipeline exactly as an immediate one does. Scheduler delivers at least once; the split
 checkpoint makes a second delivery harmless.
+
+A target Scheduler cannot reach (the queue deleted, its key or the role's permission revoked) is
+retried for at most ``RETRY_MAX_AGE_SECONDS``; after that the invocation goes to the stage's
+schedule dead-letter queue (``DeadLetterConfig``), whose depth alarm tells an operator that a
+campaign did not start. A campaign an hour late is an operator's decision, not Scheduler's.
 """
 
 from __future__ import annotations
@@ -12,17 +17,23 @@ from typing import Any, Protocol
 
 from massmailer.store import StoreUnavailable
 
+RETRY_ATTEMPTS = 10  # Scheduler's own retries of an undeliverable target (its default is 185)
+RETRY_MAX_AGE_SECONDS = 3600  # then the invocation is dead-lettered (its default is 24 h)
+
 
 class Schedules(Protocol):
     def once(self, name: str, at: datetime, queue: str, body: str) -> None: ...
 
 
 class EventBridgeSchedules:
-    def __init__(self, client: Any, group: str, role_arn: str, queue_arns: dict[str, str]) -> None:
+    def __init__(
+        self, client: Any, group: str, role_arn: str, queue_arns: dict[str, str], dead_letter_arn: str
+    ) -> None:
         self._client = client
         self._group = group
         self._role_arn = role_arn
         self._queue_arns = queue_arns
+        self._dead_letter_arn = dead_letter_arn
 
     def once(self, name: str, at: datetime, queue: str, body: str) -> None:
         when = at.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat()
@@ -34,7 +45,16 @@ class EventBridgeSchedules:
                 ScheduleExpressionTimezone="UTC",
                 FlexibleTimeWindow={"Mode": "OFF"},
                 ActionAfterCompletion="DELETE",
-                Target={"Arn": self._queue_arns[queue], "RoleArn": self._role_arn, "Input": body},
+                Target={
+                    "Arn": self._queue_arns[queue],
+                    "RoleArn": self._role_arn,
+                    "Input": body,
+                    "DeadLetterConfig": {"Arn": self._dead_letter_arn},
+                    "RetryPolicy": {
+                        "MaximumRetryAttempts": RETRY_ATTEMPTS,
+                        "MaximumEventAgeInSeconds": RETRY_MAX_AGE_SECONDS,
+                    },
+                },
             )
         except self._client.exceptions.ConflictException:
             return  # already scheduled by an earlier try of the same request

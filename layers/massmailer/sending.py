@@ -10,7 +10,8 @@ email). Its guarantees:
   SES Send event or an operator settles it) — sending twice is worse than a stale status;
 * provider-level failures fail over along the chain; what every provider refused is re-enqueued with
   a delay per the retry policy (throttling never uses an attempt); hard bounces fail at once and
-  suppress the address; nothing retryable is left to reach the DLQ.
+  suppress the address; nothing the retry policy can retry is left to reach the DLQ (only a store or
+  queue outage outlasting the queue's ``maxReceiveCount`` visibility timeouts, about an hour, does).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 4  # the first attempt + 3 retries
-    base_delay: float = 30.0  # transient: base * 2**(attempt-1), full jitter
+    base_delay: float = 30.0  # transient: base * 2**(attempt-1), equal jitter
     max_delay: float = 3600.0
     soft_bounce_interval: float = 900.0  # fixed interval for mailbox-full
     throttle_delay: float = 10.0  # throttled: short delay, jittered, no attempt used

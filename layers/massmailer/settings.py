@@ -49,6 +49,7 @@ class Settings(BaseModel):
     index_provider_ids: bool = False
     schedule_group: str | None = None
     scheduler_role_arn: str | None = None
+    schedule_dlq_arn: str | None = None  # where Scheduler puts a schedule it could not deliver
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -89,6 +90,7 @@ class Settings(BaseModel):
             "index_provider_ids": ENV.index_provider_ids,
             "schedule_group": ENV.schedule_group,
             "scheduler_role_arn": ENV.scheduler_role_arn,
+            "schedule_dlq_arn": ENV.schedule_dlq_arn,
         }
         values = {field: env[name] for field, name in mapping.items() if env.get(name)}
         return cls.model_validate(values)

@@ -44,8 +44,9 @@ class TableSpec:
     ttl_attribute: str
 
 
-# The single job table: campaigns, templates, per-recipient message records, suppression list,
-# idempotency keys, split checkpoints. Key shapes live in ``massmailer.store.keys``.
+# The single job table: campaigns (with their split checkpoints), per-recipient message records,
+# the suppression list, idempotency keys, processed-notification and counted-batch markers, and the
+# providers' shared rate/breaker state. Key shapes live in one place in the store package.
 JOB_TABLE = TableSpec(
     suffix="jobs",
     partition_key="PK",
@@ -219,6 +220,7 @@ class EnvNames:
     index_provider_ids: str = "MM_INDEX_PROVIDER_IDS"
     schedule_group: str = "MM_SCHEDULE_GROUP"
     scheduler_role_arn: str = "MM_SCHEDULER_ROLE_ARN"
+    schedule_dlq_arn: str = "MM_SCHEDULE_DLQ_ARN"
     stage: str = "MM_STAGE"
 
 

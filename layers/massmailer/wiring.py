@@ -148,12 +148,12 @@ def splitter_context(time_left: Callable[[], float]) -> SplitterContext:
 def intake_context() -> IntakeContext:
     s = settings()
     schedules = None
-    if s.schedule_group and s.scheduler_role_arn:
+    if s.schedule_group and s.scheduler_role_arn and s.schedule_dlq_arn:
         split_arn = client("sqs").get_queue_attributes(QueueUrl=s.split_queue_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
         schedules = EventBridgeSchedules(
-            client("scheduler"), s.schedule_group, s.scheduler_role_arn, {"split": split_arn}
+            client("scheduler"), s.schedule_group, s.scheduler_role_arn, {"split": split_arn}, s.schedule_dlq_arn
         )
     return IntakeContext(
         store=store(),

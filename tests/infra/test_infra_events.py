@@ -94,6 +94,10 @@ def test_schedule_group_role_and_dead_letter_queue(synth: Synthesized) -> None:
         for resource in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
     }
     assert sendable == {split_queue, schedule_dlq}
+    # and the ingest function, which creates the schedules, names that DLQ in each schedule's target
+    ingest = synth.logical_id("AWS::Lambda::Function", FunctionName=spec.resource_name(synth.stage, spec.INGEST.name))
+    env = synth.resources[ingest]["Properties"]["Environment"]["Variables"]
+    assert env[spec.ENV.schedule_dlq_arn] == {"Fn::GetAtt": [schedule_dlq, "Arn"]}
 
 
 def test_ses_event_destination_as_template_assertion(synth: Synthesized) -> None:

@@ -190,6 +190,24 @@ def test_only_the_sender_may_send_mail_and_only_as_the_stage_identity(synth: Syn
         assert not any(a.startswith("ses:") for a in _allowed(synth, other.name)), other.name
 
 
+@pytest.mark.parametrize(
+    ("function_spec", "prefix"),
+    [(spec.INGEST, spec.AUDIENCE_PREFIX), (spec.SPLITTER, spec.AUDIENCE_PREFIX), (spec.SENDER, spec.ATTACHMENT_PREFIX)],
+    ids=lambda v: v.name if isinstance(v, spec.FunctionSpec) else v,
+)
+def test_bucket_reads_are_limited_to_the_prefix_each_function_needs(
+    synth: Synthesized, function_spec: spec.FunctionSpec, prefix: str
+) -> None:
+    reads = [
+        s for s in _statements(synth, function_spec.name) if any(a.startswith("s3:GetObject") for a in _actions(s))
+    ]
+    assert reads, function_spec.name
+    for statement in reads:
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        objects = [json.dumps(r) for r in resources if "/" in json.dumps(r)]
+        assert objects and all(f"/{prefix}*" in r for r in objects), (function_spec.name, objects)
+
+
 def test_only_ingest_manages_schedules_of_the_stage_group(synth: Synthesized) -> None:
     [statement] = [
         s for s in _statements(synth, spec.INGEST.name) if any(a.startswith("scheduler:") for a in _actions(s))
