@@ -1,11 +1,16 @@
 """moto in server mode, as a child process of the local runtime (``python -m local.moto_process``).
 
-It is moto's own server (``DomainDispatcherApplication`` on werkzeug, as ``moto_server`` runs it) with
-three local touches, none of which changes what an AWS API call does:
+It is moto's own WSGI application (``DomainDispatcherApplication``, as ``moto_server`` builds it) with
+four local touches, none of which changes what an AWS API call answers:
+
+* ``local.moto_tuning``'s patches make moto's DynamoDB, SQS and serializer paths faster (its
+  ``apply()`` reports each patch; one that does not apply to the installed moto is logged and left
+  out, and ``tests/unit/test_moto_tuning_applies.py`` fails on it), and the dispatcher caches its
+  backend lookups;
 
 * it binds ``127.0.0.1`` on a free port (``--port 0``) and announces the port it got;
-* connections are kept alive (HTTP/1.1, ``local.wsgi_keepalive``: werkzeug's server closes every
-  connection), so a busy pipeline does not pay a TCP handshake and a new server thread for every
+* it is served by ``local.wsgi_keepalive``, which keeps connections alive (HTTP/1.1; werkzeug's
+  server closes every connection), so a busy pipeline does not pay a TCP handshake and a new server thread for every
   AWS call;
 * ``GET /_local/ses/sent`` lists what moto's SES recorded as sent (id, source, destinations), for
   tests and the demo to compare with the outbox — the same record the in-process integration tests
