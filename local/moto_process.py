@@ -7,11 +7,10 @@ four local touches, none of which changes what an AWS API call answers:
   ``apply()`` reports each patch; one that does not apply to the installed moto is logged and left
   out, and ``tests/unit/test_moto_tuning_applies.py`` fails on it), and the dispatcher caches its
   backend lookups;
-
 * it binds ``127.0.0.1`` on a free port (``--port 0``) and announces the port it got;
 * it is served by ``local.wsgi_keepalive``, which keeps connections alive (HTTP/1.1; werkzeug's
-  server closes every connection), so a busy pipeline does not pay a TCP handshake and a new server thread for every
-  AWS call;
+  server closes every connection), so a busy pipeline does not pay a TCP handshake and a new server
+  thread for every AWS call;
 * ``GET /_local/ses/sent`` lists what moto's SES recorded as sent (id, source, destinations), for
   tests and the demo to compare with the outbox — the same record the in-process integration tests
   read from ``ses_backends``.
