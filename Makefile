@@ -37,7 +37,7 @@ $(VENV)/.installed: uv.lock pyproject.toml $(UV)
 venv: $(VENV)/.installed
 
 # >>> local
-# The local runtime (local/README-local.md): moto in server mode, the SMTP relay, the SES endpoint
+# The local runtime (README, "Local runtime"): moto in server mode, the SMTP relay, the SES endpoint
 # (mailbox simulator + fault switches), the functions' execution environments, the scheduler loop.
 # `make up` runs it in the foreground (PORT=8080; Ctrl-C stops all of it); `make demo` starts it,
 # runs a 1,000-recipient campaign through an SES outage, prints a summary and stops it.
@@ -101,7 +101,7 @@ destroy: venv
 # <<< infra
 
 # >>> bench
-# `make bench`: every benchmark on this machine, one table, bench/results.json (bench/README-bench.md).
+# `make bench`: every benchmark on this machine, one table, bench/results.json (README, "Performance").
 # Postfix's smtp-sink/smtp-source are the SMTP reference; when absent they are installed with apt-get
 # (root on Debian/Ubuntu) and the postfix daemon is never started nor enabled. Without them the sink
 # is aiosmtpd and the smtp-source rows read "unavailable". BENCH_ARGS passes options (e.g. --quick).
