@@ -8,18 +8,36 @@ STAGE ?= dev
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv demo test test-py313 test-fast lint synth deploy destroy clean
+.PHONY: venv lock demo test test-py313 test-fast lint synth deploy destroy clean
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+# Dependencies: uv.lock pins every package with its hashes (README, "Dependencies"). uv itself is the
+# one thing installed with pip, at the version and hashes of requirements-uv.txt, into .tools/uv;
+# it then installs .venv (extra "dev") and .venv313 (extra "test") from the lock and nothing else.
+# --locked refuses a lock that no longer matches pyproject.toml: run `make lock` after editing it.
+UV_DIR := .tools/uv
+UV := $(UV_DIR)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+
+$(UV): requirements-uv.txt
+	rm -rf $(UV_DIR)
+	$(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+	  --require-hashes --no-deps --only-binary=:all: --target $(UV_DIR) -r requirements-uv.txt
+	touch $@
+
+# `make lock` re-resolves after a pyproject.toml change, keeping every other pin; LOCK_ARGS moves
+# pins, e.g. `make lock LOCK_ARGS="--upgrade-package boto3"` (or --upgrade: everything).
+LOCK_ARGS ?=
+lock: $(UV)
+	$(UV) lock $(LOCK_ARGS)
+
+$(VENV)/.installed: uv.lock pyproject.toml $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync -q --locked --extra dev --python $(PYTHON)
 	touch $@
 
 venv: $(VENV)/.installed
 
 # >>> local
-# The local runtime (local/README-local.md): moto in server mode, the SMTP relay, the SES endpoint
+# The local runtime (README, "Local runtime"): moto in server mode, the SMTP relay, the SES endpoint
 # (mailbox simulator + fault switches), the functions' execution environments, the scheduler loop.
 # `make up` runs it in the foreground (PORT=8080; Ctrl-C stops all of it); `make demo` starts it,
 # runs a 1,000-recipient campaign through an SES outage, prints a summary and stops it.
@@ -41,10 +59,8 @@ test: venv
 	$(PY) -m pytest -n 2 -q
 	@$(MAKE) --no-print-directory test-py313
 
-$(VENV313)/.installed: pyproject.toml
-	$(PY313) -m venv $(VENV313)
-	$(VENV313)/bin/python -m pip install -q --upgrade pip
-	$(VENV313)/bin/python -m pip install -q -e . 'moto[server]>=5.0' 'pytest>=8' 'pytest-xdist>=3.5' 'aiosmtpd>=1.4'
+$(VENV313)/.installed: uv.lock pyproject.toml $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV313) $(UV) sync -q --locked --extra test --python $(PY313)
 	touch $@
 
 test-py313:
@@ -54,9 +70,14 @@ test-py313:
 test-fast: venv
 	$(PY) -m pytest -q tests/unit
 
+# mypy on the shared package and the four handlers (all modules named `handler`: files given one by
+# one, with explicit package bases, are lambdas.<name>.handler; massmailer is read from layers/).
+MYPY := MYPYPATH=layers $(PY) -m mypy --explicit-package-bases layers/massmailer lambdas/*/handler.py
+
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(MYPY)
 
 # >>> infra
 # Stage settings live in cdk.json ("stages"); STAGE picks one. `python app.py` does not parse -c,
@@ -80,7 +101,7 @@ destroy: venv
 # <<< infra
 
 # >>> bench
-# `make bench`: every benchmark on this machine, one table, bench/results.json (bench/README-bench.md).
+# `make bench`: every benchmark on this machine, one table, bench/results.json (README, "Performance").
 # Postfix's smtp-sink/smtp-source are the SMTP reference; when absent they are installed with apt-get
 # (root on Debian/Ubuntu) and the postfix daemon is never started nor enabled. Without them the sink
 # is aiosmtpd and the smtp-source rows read "unavailable". BENCH_ARGS passes options (e.g. --quick).
@@ -109,4 +130,4 @@ bench: venv bench-tools
 # <<< bench
 
 clean:
-	rm -rf $(VENV) $(VENV313) cdk.out build .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) .tools cdk.out build .pytest_cache .ruff_cache

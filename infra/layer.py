@@ -1,10 +1,13 @@
 """The shared ``massmailer`` package as a Lambda layer, bundled without Docker.
 
-At synth time pip downloads the Lambda-compatible wheels of the package's runtime dependencies
-(``--platform manylinux… --only-binary=:all: --python-version 3.13``) into ``<dir>/python`` and the
-package source is copied next to them. Both are cached under ``build/layer-cache/``, keyed by a
-hash of what goes in (requirements, platform, Python version; package files), so pip runs again
-only when the dependencies or the architecture change, and a second synth needs no network.
+The layer holds exactly the versions pinned in ``uv.lock``. At synth time ``uv export`` lists the
+package's runtime dependencies from the lock (every one pinned, with the hashes of its files); the
+ones whose environment markers hold on Lambda (Linux, CPython 3.13, the function's architecture) go
+to pip, which downloads their Lambda-compatible wheels (``--platform manylinux…
+--only-binary=:all: --python-version 3.13 --require-hashes --no-deps``) into ``<dir>/python``; the
+package source is copied next to them. Both are cached under ``build/layer-cache/``, keyed by the
+lock's hash (plus platform and Python version; the package files), so pip runs again only when the
+lock or the architecture changes, and a second synth needs no network.
 
 With ``bundle_dependencies=False`` (tests, quick synths) pip is not run: the asset holds only the
 package source.
@@ -18,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +28,15 @@ from pathlib import Path
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+from packaging.requirements import Requirement
 
 from infra.config import REPO_ROOT
 
 PACKAGE_NAME = "massmailer"
 PACKAGE_SOURCE = REPO_ROOT / "layers" / PACKAGE_NAME
-PYPROJECT = REPO_ROOT / "pyproject.toml"
+LOCK_FILE = REPO_ROOT / "uv.lock"
+# The uv that `make` bootstraps (requirements-uv.txt); $UV or the PATH's uv otherwise.
+BOOTSTRAPPED_UV = REPO_ROOT / ".tools" / "uv" / "bin" / "uv"
 CACHE_ROOT = REPO_ROOT / "build" / "layer-cache"
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_13
 LAMBDA_PYTHON_VERSION = LAMBDA_RUNTIME.name.removeprefix("python")  # "3.13"
@@ -43,10 +48,10 @@ _MANYLINUX_TAGS = ("manylinux2014", "manylinux_2_28", "manylinux_2_34")
 
 @dataclass(frozen=True)
 class LayerBuild:
-    """The third-party half of the layer: which wheels, for which platform and Python."""
+    """The third-party half of the layer: the lock's runtime dependencies, for which platform and Python."""
 
-    requirements: tuple[str, ...]
     platform_arch: str  # "aarch64" | "x86_64"
+    lock: Path = LOCK_FILE
     python_version: str = LAMBDA_PYTHON_VERSION
 
     @property
@@ -54,9 +59,38 @@ class LayerBuild:
         return tuple(f"{tag}_{self.platform_arch}" for tag in _MANYLINUX_TAGS)
 
     def digest(self) -> str:
-        return _digest(*self.requirements, *self.platforms, self.python_version)
+        """The dependencies' cache key: the lock file's hash, the platforms and the Python version."""
+        return _digest(hashlib.sha256(self.lock.read_bytes()).hexdigest(), *self.platforms, self.python_version)
 
-    def pip_command(self, target: Path) -> list[str]:
+    def marker_environment(self) -> dict[str, str]:
+        """PEP 508 marker values on Lambda (so a ``; sys_platform == 'win32'`` dependency stays out)."""
+        full_version = f"{self.python_version}.0"
+        return {
+            "implementation_name": "cpython",
+            "implementation_version": full_version,
+            "os_name": "posix",
+            "platform_machine": self.platform_arch,
+            "platform_python_implementation": "CPython",
+            "platform_release": "",
+            "platform_system": "Linux",
+            "platform_version": "",
+            "python_full_version": full_version,
+            "python_version": self.python_version,
+            "sys_platform": "linux",
+            "extra": "",
+        }
+
+    def select(self, exported: str) -> str:
+        """The requirements file for pip: the exported pins whose markers hold here, hashes kept."""
+        environment = self.marker_environment()
+        lines = []
+        for requirement, hashes in parse_exported_requirements(exported):
+            if requirement.marker is None or requirement.marker.evaluate(environment):
+                requirement.marker = None
+                lines.append(" ".join([str(requirement), *(f"--hash={h}" for h in hashes)]))
+        return "".join(f"{line}\n" for line in lines)
+
+    def pip_command(self, target: Path, requirements_file: Path) -> list[str]:
         command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         for platform in self.platforms:
             command += ["--platform", platform]
@@ -66,29 +100,61 @@ class LayerBuild:
             "--python-version", self.python_version,
             "--target", str(target),
             "--no-compile",
-            *self.requirements,
+            "--no-deps",  # the export is already the whole closure: nothing is resolved again
+            "--require-hashes",
+            "--requirement", str(requirements_file),
         ]  # fmt: skip
         return command
 
 
-def runtime_requirements(pyproject: Path = PYPROJECT) -> tuple[str, ...]:
-    """The ``[project] dependencies`` of pyproject.toml: what the package needs at run time."""
-    with pyproject.open("rb") as fh:
-        return tuple(tomllib.load(fh)["project"]["dependencies"])
+def uv_executable() -> str:
+    """$UV, else the uv that `make` installed in .tools/, else the one on PATH."""
+    if os.environ.get("UV"):
+        return os.environ["UV"]
+    if BOOTSTRAPPED_UV.is_file():
+        return str(BOOTSTRAPPED_UV)
+    found = shutil.which("uv")
+    if found is None:
+        raise RuntimeError("uv not found: run `make venv` (it installs uv into .tools/uv) or set $UV")
+    return found
+
+
+def export_runtime_requirements(lock: Path = LOCK_FILE) -> str:
+    """``uv export`` of the lock: the package's runtime dependencies (no extras), pinned and hashed."""
+    command = [
+        uv_executable(), "export", "--frozen", "--format", "requirements-txt", "--no-dev",
+        "--no-emit-project", "--no-header", "--no-annotate", "--project", str(lock.parent),
+    ]  # fmt: skip
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout  # noqa: S603 - our own argv
+
+
+def parse_exported_requirements(exported: str) -> list[tuple[Requirement, tuple[str, ...]]]:
+    """``name==version ; marker --hash=…`` entries of a requirements file (continuations joined)."""
+    entries = []
+    for entry in exported.replace("\\\n", " ").splitlines():
+        words = entry.split(" #", 1)[0].split()
+        if not words or words[0].startswith(("#", "-")):  # blank, a comment, or an option line
+            continue
+        hashes = tuple(w.removeprefix("--hash=") for w in words if w.startswith("--hash="))
+        requirement = Requirement(" ".join(w for w in words if not w.startswith("--hash=")))
+        entries.append((requirement, hashes))
+    return entries
 
 
 def build_layer_directory(build: LayerBuild, *, bundle_dependencies: bool) -> Path:
     """Build (or reuse) the layer directory and return it; its ``python/`` is the layer's root.
 
-    Two cache levels: the pip-installed dependencies (``deps-…``, rebuilt only when the
-    requirements or the platform change) and the layer itself (dependencies + package source).
+    Two cache levels: the pip-installed dependencies (``deps-…``, rebuilt only when the lock or
+    the platform change) and the layer itself (dependencies + package source).
     """
     source_digest = _digest(*_source_fingerprint(PACKAGE_SOURCE))
     if not bundle_dependencies:
         return _cached(f"source-{source_digest}", _copy_package)
 
     def install(site: Path) -> None:
-        subprocess.run(build.pip_command(site), check=True)  # noqa: S603 - our own argv
+        requirements_file = site.parent / "requirements.txt"  # beside python/: kept in the cache, not the layer
+        requirements_file.write_text(build.select(export_runtime_requirements(build.lock)))
+        subprocess.run(build.pip_command(site, requirements_file), check=True)  # noqa: S603 - our own argv
         shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts are useless in a layer
 
     dependencies = _cached(f"deps-{build.platform_arch}-{build.digest()}", install)
@@ -156,8 +222,7 @@ class SharedLayer(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         build = LayerBuild(
-            requirements=runtime_requirements(),
-            platform_arch="aarch64" if architecture.name == lambda_.Architecture.ARM_64.name else "x86_64",
+            platform_arch="aarch64" if architecture.name == lambda_.Architecture.ARM_64.name else "x86_64"
         )
         directory = build_layer_directory(build, bundle_dependencies=bundle_dependencies)
         self.layer = lambda_.LayerVersion(

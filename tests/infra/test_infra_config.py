@@ -1,17 +1,21 @@
-"""Stage config from cdk.json, and the Docker-free layer build (without touching PyPI)."""
+"""Stage config from cdk.json, and the Docker-free layer build from uv.lock (without touching PyPI)."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.markers import Marker
 from pydantic import ValidationError
 
 from infra import layer
 from infra.config import context_flag, read_cdk_json_context, stage_config_from_context
-from infra.layer import LayerBuild, build_layer_directory, runtime_requirements
+from infra.layer import LOCK_FILE, LayerBuild, build_layer_directory, export_runtime_requirements
 from massmailer import spec
 
 STAGES = read_cdk_json_context()["stages"]
@@ -68,45 +72,96 @@ def test_context_flags_accept_cli_strings(value: object, expected: bool) -> None
     assert context_flag(value) is expected
 
 
-def test_layer_requirements_are_the_pyproject_runtime_dependencies() -> None:
-    requirements = runtime_requirements()
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
-    assert any(r.startswith("pydantic") for r in requirements)
-    assert not any(r.startswith(("pytest", "moto", "aws-cdk-lib")) for r in requirements)
+
+def _lock_runtime_closure(build: LayerBuild) -> dict[str, dict[str, Any]]:
+    """Read uv.lock directly: the packages massmailer needs at run time on Lambda, by name."""
+    packages = {_normalized(p["name"]): p for p in tomllib.loads(LOCK_FILE.read_text())["package"]}
+    environment = build.marker_environment()
+    closure: dict[str, dict[str, Any]] = {}
+    pending = [_normalized(d["name"]) for d in packages["massmailer"]["dependencies"]]
+    while pending:
+        name = pending.pop()
+        if name in closure:
+            continue
+        closure[name] = packages[name]
+        for dependency in packages[name].get("dependencies", []):
+            marker = dependency.get("marker")
+            if marker is None or Marker(marker).evaluate(environment):
+                pending.append(_normalized(dependency["name"]))
+    return closure
 
 
 @pytest.mark.parametrize("arch", ["aarch64", "x86_64"])
-def test_pip_command_targets_lambda_python_and_platform_binary_wheels_only(arch: str) -> None:
-    build = LayerBuild(requirements=("pydantic>=2.7",), platform_arch=arch)
+def test_layer_requirements_are_the_locks_runtime_dependencies_pinned_with_their_hashes(arch: str) -> None:
+    build = LayerBuild(platform_arch=arch)
 
-    command = build.pip_command(Path("/tmp/layer/python"))
+    selected = layer.parse_exported_requirements(build.select(export_runtime_requirements()))
+    closure = _lock_runtime_closure(build)
+
+    pins = {_normalized(r.name): str(r.specifier) for r, _ in selected}
+    assert pins == {name: f"=={package['version']}" for name, package in closure.items()}
+    assert {"pydantic", "pydantic-core", "boto3", "aws-lambda-powertools"} <= set(pins)
+    assert not {"pytest", "moto", "aws-cdk-lib", "mypy", "massmailer"} & set(pins)
+    for requirement, hashes in selected:
+        package = closure[_normalized(requirement.name)]
+        locked_hashes = {w["hash"] for w in package.get("wheels", [])} | {package.get("sdist", {}).get("hash")}
+        assert hashes and set(hashes) <= locked_hashes
+        assert requirement.marker is None and not requirement.extras
+
+
+def test_export_markers_are_judged_for_lambda_not_for_this_machine() -> None:
+    exported = (
+        "colorama==0.4.6 ; sys_platform == 'win32' \\\n    --hash=sha256:aa\n"
+        "backport==1.0 ; python_full_version < '3.12' \\\n    --hash=sha256:bb\n"
+        "armonly==2.0 ; platform_machine == 'aarch64' \\\n    --hash=sha256:cc \\\n    --hash=sha256:dd\n"
+        "plain==3.0 \\\n    --hash=sha256:ee\n"
+    )
+
+    assert LayerBuild(platform_arch="aarch64").select(exported) == (
+        "armonly==2.0 --hash=sha256:cc --hash=sha256:dd\nplain==3.0 --hash=sha256:ee\n"
+    )
+    assert LayerBuild(platform_arch="x86_64").select(exported) == "plain==3.0 --hash=sha256:ee\n"
+
+
+@pytest.mark.parametrize("arch", ["aarch64", "x86_64"])
+def test_pip_command_installs_lambda_platform_wheels_from_hashed_pins_only(arch: str) -> None:
+    build = LayerBuild(platform_arch=arch)
+
+    command = build.pip_command(Path("/tmp/layer/python"), Path("/tmp/layer/requirements.txt"))
 
     assert f"manylinux2014_{arch}" in command
     assert "--only-binary=:all:" in command
+    assert {"--require-hashes", "--no-deps"} <= set(command)
     assert command[command.index("--python-version") + 1] == "3.13"
     assert command[command.index("--implementation") + 1] == "cp"
     assert command[command.index("--target") + 1] == "/tmp/layer/python"
-    assert command[-1] == "pydantic>=2.7"
+    assert command[-2:] == ["--requirement", "/tmp/layer/requirements.txt"]
 
 
-def test_layer_cache_key_changes_with_architecture_and_requirements() -> None:
-    base = LayerBuild(requirements=("pydantic>=2.7",), platform_arch="aarch64")
+def test_layer_cache_key_is_the_locks_hash_with_architecture(tmp_path: Path) -> None:
+    lock = tmp_path / "uv.lock"
+    shutil.copyfile(LOCK_FILE, lock)
+    base = LayerBuild(platform_arch="aarch64", lock=lock)
+    before = base.digest()
 
-    assert base.digest() == LayerBuild(requirements=("pydantic>=2.7",), platform_arch="aarch64").digest()
-    assert base.digest() != LayerBuild(requirements=("pydantic>=2.7",), platform_arch="x86_64").digest()
-    assert base.digest() != LayerBuild(requirements=("pydantic>=2.8",), platform_arch="aarch64").digest()
+    assert before == LayerBuild(platform_arch="aarch64", lock=LOCK_FILE).digest()  # content, not path
+    assert before != LayerBuild(platform_arch="x86_64", lock=lock).digest()
+    lock.write_text(LOCK_FILE.read_text().replace('name = "moto"\nversion = "', 'name = "moto"\nversion = "0', 1))
+    assert lock.read_text() != LOCK_FILE.read_text()
+    assert base.digest() != before
 
 
 def test_skip_bundling_builds_a_source_only_layer_without_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_pip(*args: object, **kwargs: object) -> None:
-        raise AssertionError("pip must not run when bundling is skipped")
+        raise AssertionError("neither uv nor pip may run when bundling is skipped")
 
     monkeypatch.setattr(layer, "CACHE_ROOT", tmp_path)
     monkeypatch.setattr(subprocess, "run", no_pip)
 
-    directory = build_layer_directory(
-        LayerBuild(requirements=runtime_requirements(), platform_arch="aarch64"), bundle_dependencies=False
-    )
+    directory = build_layer_directory(LayerBuild(platform_arch="aarch64"), bundle_dependencies=False)
 
     assert (directory / "python" / "massmailer" / "spec.py").is_file()
     assert sorted(p.name for p in (directory / "python").iterdir()) == ["massmailer"]
@@ -120,9 +175,11 @@ def test_dependencies_are_installed_once_and_reused_when_only_the_package_change
     source.mkdir(parents=True)
     (source / "__init__.py").write_text("VERSION = 1\n")
     pip_runs: list[list[str]] = []
+    exported = "pydantic-core==2.50.5 \\\n    --hash=sha256:aa\n"
 
     def fake_pip(command: list[str], check: bool) -> None:
         pip_runs.append(command)
+        assert Path(command[-1]).read_text() == "pydantic-core==2.50.5 --hash=sha256:aa\n"
         site = Path(command[command.index("--target") + 1])
         (site / "pydantic_core").mkdir(parents=True)
         (site / "bin").mkdir()
@@ -130,7 +187,8 @@ def test_dependencies_are_installed_once_and_reused_when_only_the_package_change
     monkeypatch.setattr(layer, "CACHE_ROOT", tmp_path / "cache")
     monkeypatch.setattr(layer, "PACKAGE_SOURCE", source)
     monkeypatch.setattr(subprocess, "run", fake_pip)
-    build = LayerBuild(requirements=("pydantic>=2.7",), platform_arch="aarch64")
+    monkeypatch.setattr(layer, "export_runtime_requirements", lambda lock: exported)
+    build = LayerBuild(platform_arch="aarch64")
 
     first = build_layer_directory(build, bundle_dependencies=True)
     (source / "__init__.py").write_text("VERSION = 2\n")
