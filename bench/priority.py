@@ -4,7 +4,8 @@ What it measures: 100 transactional sends on the high lane, one every 20 ms, the
 the API call (``POST /v1/messages``) to the moment the sender records them SENT (the record's
 ``sent_at``, read back through ``GET /v1/messages/{id}`` once the window is over, so polling adds no
 load to the window) — on an idle system, and while a 20,000-recipient low-lane campaign drains; and
-the low lane's drain rate meanwhile (campaign counters read just before and after each window) and
+the low lane's drain rate meanwhile (campaign counters read just before each window and after it,
+on until they have moved: the span is bounded by the drain's own steps, not by clock offsets) and
 over the whole campaign.
 
 **The runtime is the real local runtime** (``runtime="local"``, the default): each repeat starts
@@ -49,8 +50,10 @@ CPU accounting). ``runtime="inprocess"`` is the earlier in-process equivalent, k
 SQS is ``FakeSqs`` served from its own process by a ``multiprocessing`` manager, each lane drained by
 ``local.event_source.SqsEventSource`` pollers with their own ``SenderContext``, the store in memory,
 the provider SMTP into the same sink as benchmark 1 (``smtp-sink``, or aiosmtpd); its low-lane
-environments are forked processes (``low_mode="process"``) or threads (``"thread"``). Every row's
-label names the runtime that ran.
+environments are forked processes (``low_mode="process"``) or threads (``"thread"``); its queue holds
+the campaign's last message back until the window opens (``FakeSqs.hold_last``), so the window never
+opens on a finished drain, and the rate meanwhile spans the queue's deletions around the window
+(``rate_over_window``). Every row's label names the runtime that ran.
 """
 
 from __future__ import annotations
