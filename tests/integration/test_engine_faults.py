@@ -63,12 +63,12 @@ def test_a_throttling_storm_uses_no_attempt_fills_no_dlq_and_sends_everything_on
 
     # When the lanes are drained until the storm has passed (throttled recipients come back after
     # their delay; the wait is for the queue to be empty, the deadline only a hang guard)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # 41 s measured on two loaded cores
     while True:
         pipeline.run()
         if pipeline.depth("low") == 0:
             break
-        assert time.monotonic() < deadline, f"the low lane still holds {pipeline.depth('low')} messages after 120 s"
+        assert time.monotonic() < deadline, f"the low lane still holds {pipeline.depth('low')} messages after 300 s"
         time.sleep(0.5)
 
     # Then every recipient was sent exactly once, none FAILED although the storm outlasted 2 attempts
