@@ -4,7 +4,8 @@ What it measures: 100 transactional sends on the high lane, one every 20 ms, the
 the API call (``POST /v1/messages``) to the moment the sender records them SENT (the record's
 ``sent_at``, read back through ``GET /v1/messages/{id}`` once the window is over, so polling adds no
 load to the window) — on an idle system, and while a 20,000-recipient low-lane campaign drains; and
-the low lane's drain rate meanwhile (campaign counters read just before and after each window) and
+the low lane's drain rate meanwhile (campaign counters read just before each window and after it,
+on until they have moved: the span is bounded by the drain's own steps, not by clock offsets) and
 over the whole campaign.
 
 **The runtime is the real local runtime** (``runtime="local"``, the default): each repeat starts
@@ -49,8 +50,10 @@ CPU accounting). ``runtime="inprocess"`` is the earlier in-process equivalent, k
 SQS is ``FakeSqs`` served from its own process by a ``multiprocessing`` manager, each lane drained by
 ``local.event_source.SqsEventSource`` pollers with their own ``SenderContext``, the store in memory,
 the provider SMTP into the same sink as benchmark 1 (``smtp-sink``, or aiosmtpd); its low-lane
-environments are forked processes (``low_mode="process"``) or threads (``"thread"``). Every row's
-label names the runtime that ran.
+environments are forked processes (``low_mode="process"``) or threads (``"thread"``); its queue holds
+the campaign's last message back until the window opens (``FakeSqs.hold_last``), so the window never
+opens on a finished drain, and the rate meanwhile spans the queue's deletions around the window
+(``rate_over_window``). Every row's label names the runtime that ran.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ from typing import Any, Protocol
 from bench.common import Row, Section, Target
 from bench.sinks import Sink, start_sink
 from bench.workload import CONTENT, FROM_ADDRESS, address_for, quiet_powertools, silence_stdout_fd, variables_for
+from massmailer.spec import MAX_RECIPIENTS_PER_BATCH
 
 TARGET_ISOLATION = Target("<=", 2.0, "≤ 2× idle p99")
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/massmailer-bench-{}"
@@ -90,7 +94,12 @@ QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/massmailer-bench-{
 
 class FakeSqs:
     """SendMessageBatch, ReceiveMessage (long polling), DeleteMessageBatch, ChangeMessageVisibility,
-    GetQueueAttributes — per queue URL, thread-safe. Delays and visibility timeouts are honoured."""
+    GetQueueAttributes — per queue URL, thread-safe. Delays and visibility timeouts are honoured.
+
+    For the benchmark's windows: each queue keeps a log of its progress events (the first receive,
+    then every deletion: ``(monotonic time, messages deleted so far)``), and a queue can be *held*
+    (``hold_last``): it then never hands out its last visible message until ``release``, so a drain
+    cannot finish before the measuring window opens, however fast or slow the machine is."""
 
     def __init__(self, visibility_timeout: float = 720.0) -> None:
         self._cond = threading.Condition()
@@ -99,6 +108,8 @@ class FakeSqs:
         self._deleted: dict[str, int] = {}
         self._received_first: dict[str, float] = {}
         self._emptied_at: dict[str, float] = {}
+        self._log: dict[str, list[tuple[float, int]]] = {}
+        self._held: set[str] = set()
         self._ids = itertools.count(1)
         self._visibility = visibility_timeout
 
@@ -148,8 +159,9 @@ class FakeSqs:
                         del inflight[handle]
                         q.append((now, mid, body))
                 out = []
+                limit = MaxNumberOfMessages if QueueUrl not in self._held else min(MaxNumberOfMessages, len(q) - 1)
                 for _i in range(len(q)):
-                    if len(out) >= MaxNumberOfMessages:
+                    if len(out) >= limit:
                         break
                     visible_at, mid, body = q.popleft()
                     if visible_at > now:
@@ -159,7 +171,9 @@ class FakeSqs:
                     inflight[handle] = (now + self._visibility, mid, body)
                     out.append({"MessageId": mid, "ReceiptHandle": handle, "Body": body, "Attributes": {}})
                 if out:
-                    self._received_first.setdefault(QueueUrl, now)
+                    if QueueUrl not in self._received_first:
+                        self._received_first[QueueUrl] = now
+                        self._log.setdefault(QueueUrl, []).append((now, 0))
                     return {"Messages": out}
                 remaining = deadline - now
                 if remaining <= 0:
@@ -170,11 +184,15 @@ class FakeSqs:
         with self._cond:
             self._q(QueueUrl)
             inflight = self._inflight[QueueUrl]
+            deleted = self._deleted[QueueUrl]
             for entry in Entries:
                 if inflight.pop(entry["ReceiptHandle"], None) is not None:
                     self._deleted[QueueUrl] += 1
+            now = time.monotonic()
+            if self._deleted[QueueUrl] > deleted:
+                self._log.setdefault(QueueUrl, []).append((now, self._deleted[QueueUrl]))
             if not self._visible[QueueUrl] and not inflight:
-                self._emptied_at[QueueUrl] = time.monotonic()
+                self._emptied_at[QueueUrl] = now
         return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
     def change_message_visibility(self, QueueUrl: str, ReceiptHandle: str, VisibilityTimeout: int) -> None:  # noqa: N803
@@ -185,6 +203,17 @@ class FakeSqs:
                 self._visible[QueueUrl].append((time.monotonic() + VisibilityTimeout, entry[1], entry[2]))
                 self._cond.notify_all()
 
+    def hold_last(self, url: str) -> None:
+        """Keep the queue's last visible message back (a drain cannot finish) until ``release``."""
+        with self._cond:
+            self._q(url)
+            self._held.add(url)
+
+    def release(self, url: str) -> None:
+        with self._cond:
+            self._held.discard(url)
+            self._cond.notify_all()
+
     def stats(self, url: str) -> dict[str, Any]:
         with self._cond:
             self._q(url)
@@ -194,6 +223,7 @@ class FakeSqs:
                 "deleted": self._deleted[url],
                 "first_receive": self._received_first.get(url),
                 "emptied_at": self._emptied_at.get(url),
+                "progress": list(self._log.get(url, [])),
             }
 
 
@@ -375,6 +405,8 @@ class InProcessRuntime:
         return json.loads(response["body"])
 
     def submit_campaign(self, recipients: int) -> str:
+        """The campaign's drain starts at once, its last message held until ``release_low_lane``."""
+        self.sqs.hold_last(self.urls["low"])
         campaign_id = self._api("POST", "/v1/campaigns", _campaign_body(recipients))["campaign_id"]
         self._recipients = recipients
         # Start the low lane's environments now that the campaign exists (forked workers snapshot it).
@@ -406,10 +438,13 @@ class InProcessRuntime:
 
     def low_lane_progress(self) -> tuple[int, bool]:
         stats = self.sqs.stats(self.urls["low"])
-        return stats["deleted"] * 50, bool(stats["visible"] or stats["inflight"])
+        return stats["deleted"] * MAX_RECIPIENTS_PER_BATCH, bool(stats["visible"] or stats["inflight"])
 
     def low_lane_stats(self) -> dict[str, Any]:
         return self.sqs.stats(self.urls["low"])
+
+    def release_low_lane(self) -> None:
+        self.sqs.release(self.urls["low"])
 
     def send_transactional(self, i: int) -> tuple[str, float]:
         self._start_high_lane()
@@ -426,7 +461,9 @@ class InProcessRuntime:
 
     def wait_low_lane_empty(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.low_lane_progress()[1]:
+        while self.low_lane_progress()[1]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the low lane did not drain within {timeout:.0f} s: {self.low_lane_stats()}")
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -735,15 +772,25 @@ def measure_api(
             time.sleep(0.25)
         before = samples[-1]
         window = _window(api, sends, interval, 1000 * (k + 1))
-        after = _progress(api, campaign_id)
+        ended = after = _progress(api, campaign_id)
         samples.append(after)
+        # The drain's rate meanwhile spans at least one of its counted steps (the counters move once
+        # per queue message): read on until they have moved since the window opened, so a window
+        # shorter than a step (a slow machine, a toy run) still measures the step that ran through it.
+        while after[1] == before[1] and after[2] < bulk:
+            if after[0] - submitted > drain_timeout:
+                raise RuntimeError(f"the campaign made no progress within {drain_timeout:.0f} s: {after}")
+            time.sleep(0.1)
+            after = _progress(api, campaign_id)
+            samples.append(after)
         if probe:
             window["emulator_after"] = probe()
         window.update(
             {
                 "bulk_sent_before": before[1],
-                "bulk_sent_after": after[1],
-                "bulk_still_draining": after[2] < bulk,
+                "bulk_sent_after": ended[1],
+                "bulk_still_draining": ended[2] < bulk,
+                "bulk_rate_span_s": after[0] - before[0],
                 "bulk_rate_during": (after[1] - before[1]) / (after[0] - before[0]) if after[0] > before[0] else None,
             }
         )
@@ -786,6 +833,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def rate_over_window(progress: list[tuple[float, int]], start: float, end: float, per_message: int) -> float | None:
+    """A drain's rate while a window went on, from its progress events (``(time, messages done)``):
+    over the shortest stretch between two events that covers the window — the last event at or
+    before its start (none: the drain had not begun, 0 done at ``start``), the first at or after its
+    end (none: the drain ended inside the window, its last event). Events, not clock offsets, bound
+    it, so a window shorter than one batch still measures the batch that ran through it; ``None``
+    only when no message was done after the window opened."""
+    before = [event for event in progress if event[0] <= start]
+    t_a, done_a = before[-1] if before else (start, 0)
+    after = [event for event in progress if event[0] >= end]
+    t_b, done_b = after[0] if after else (progress[-1] if progress else (start, 0))
+    if t_b <= t_a or done_b <= done_a:
+        return None
+    return (done_b - done_a) * per_message / (t_b - t_a)
+
+
 def measure(
     make_runtime: Callable[[], Any], sends: int, interval: float, bulk: int, start_after: float = 0.1
 ) -> dict[str, Any]:
@@ -801,12 +864,19 @@ def _measure(
     runtime.start()
     try:
         if bulk:
+            # The drain holds its last message back until the window opens (``FakeSqs.hold_last``):
+            # the window always opens on a campaign that is still draining, at any speed.
             runtime.submit_campaign(bulk)
-            deadline = time.monotonic() + 120
-            while runtime.low_lane_progress()[0] < bulk * start_after and time.monotonic() < deadline:
+            reachable = bulk - MAX_RECIPIENTS_PER_BATCH  # what can be sent with one message held back
+            deadline = time.monotonic() + 600
+            while runtime.low_lane_progress()[0] < min(bulk * start_after, reachable):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the low lane did not reach {start_after:.0%} of the campaign in 600 s")
                 time.sleep(0.01)
         bulk_started = runtime.low_lane_progress()[0] if bulk else 0
         window_started = time.monotonic()
+        if bulk:
+            runtime.release_low_lane()
         issued: list[tuple[str, float]] = []
         next_at = time.monotonic()
         for i in range(sends):
@@ -815,9 +885,9 @@ def _measure(
                 time.sleep(delay)
             issued.append(runtime.send_transactional(i))
             next_at += interval
+        window_ended = time.monotonic()
         bulk_after_sends = runtime.low_lane_progress()[0] if bulk else 0
-        window_seconds = time.monotonic() - window_started
-        sent = runtime.sent_times([m for m, _ in issued], timeout=60)
+        sent = runtime.sent_times([m for m, _ in issued], timeout=120)
         low_sent_at_end, still_draining = runtime.low_lane_progress() if bulk else (0, False)
         latencies = [(sent[m] - t0) * 1000 for m, t0 in issued if m in sent]
         low_stats: dict[str, Any] = {}
@@ -831,6 +901,11 @@ def _measure(
     drain_rate = None
     if low_stats.get("first_receive") and low_stats.get("emptied_at"):
         drain_rate = bulk / (low_stats["emptied_at"] - low_stats["first_receive"])
+    rate_during = (
+        rate_over_window(low_stats.get("progress", []), window_started, window_ended, MAX_RECIPIENTS_PER_BATCH)
+        if bulk
+        else None
+    )
     return {
         "sends": sends,
         "sent": len(latencies),
@@ -844,7 +919,8 @@ def _measure(
         "bulk_sent_when_last_high_sent": low_sent_at_end,
         "bulk_still_draining_at_end": still_draining,
         "bulk_drain_rate": drain_rate,
-        "bulk_rate_during": (bulk_after_sends - bulk_started) / window_seconds if bulk and window_seconds > 0 else None,
+        "bulk_sent_after_last_send_issued": bulk_after_sends,
+        "bulk_rate_during": rate_during,
         "bulk_emptied_after_last_high": (
             bool(low_stats.get("emptied_at") and last_sent and low_stats["emptied_at"] > last_sent) if bulk else None
         ),

@@ -31,16 +31,17 @@ def postfix_tool(name: str) -> str | None:
     return None
 
 
-def _wait_listening(host: str, port: int, timeout: float = 5.0) -> None:
+def _wait_listening(host: str, port: int, timeout: float = 60.0) -> None:
+    """Until the sink answers with its greeting (a hang guard: a loaded machine may take seconds)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection((host, port), timeout=0.5) as sock:
+            with socket.create_connection((host, port), timeout=5) as sock:
                 sock.recv(512)  # the 220 greeting
                 return
-        except OSError:
+        except OSError as exc:
             if time.monotonic() > deadline:
-                raise
+                raise OSError(f"no SMTP greeting from {host}:{port} within {timeout:.0f} s: {exc}") from exc
             time.sleep(0.02)
 
 

@@ -60,7 +60,7 @@ def tuned_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{line.split()[1]}"
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ def _email(to: str, body: str = "hello") -> OutgoingEmail:
 
 
 def _provider(controller: Controller) -> SmtpProvider:
-    return SmtpProvider(SmtpConfig(host="127.0.0.1", port=controller.port, timeout=5))
+    return SmtpProvider(SmtpConfig(host="127.0.0.1", port=controller.port, timeout=60))
 
 
 def test_many_messages_go_over_one_reused_session_intact(server: tuple[Handler, Controller]) -> None:
@@ -257,8 +257,9 @@ def test_many_threads_on_one_connection_each_email_arrives_once(pipelining_serve
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(30)
+        thread.join(120)
 
+    assert not any(thread.is_alive() for thread in threads), "a sending thread did not finish within 120 s"
     assert errors == []
     bodies = sorted(email.message_from_bytes(raw).get_payload().strip() for raw in handler.received)
     assert bodies == sorted(f"t{t}.{i}" for t in range(8) for i in range(25))
