@@ -34,7 +34,7 @@ from massmailer.providers.chain import Pending, ProviderChain
 from massmailer.queues import Queue
 from massmailer.rendering import CompiledTemplate, TemplateCache
 from massmailer.spec import CAMPAIGN_HEADER, MESSAGE_HEADER, SQS_MAX_DELAY_SECONDS, SUPPRESSION_RECHECK_SECONDS
-from massmailer.store import Store, StoredCampaign, StoreUnavailable
+from massmailer.store import Campaigns, Markers, Messages, StoredCampaign, StoreUnavailable, Suppressions
 from massmailer.unsubscribe import Unsubscriber
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,10 @@ class BatchReport:
 
 @dataclass
 class SenderContext:
-    store: Store
+    campaigns: Campaigns
+    messages: Messages
+    suppressions: Suppressions
+    markers: Markers
     queue: Queue
     chain: ProviderChain
     from_address: str
@@ -101,7 +104,7 @@ class SenderContext:
         now = self.clock()
         if cached and now - cached[0] < self.campaign_ttl:
             return cached[1]
-        stored = self.store.get_campaign(campaign_id)
+        stored = self.campaigns.get_campaign(campaign_id)
         if stored is not None:
             self._campaigns[campaign_id] = (now, stored)
         return stored
@@ -164,7 +167,7 @@ def send_batch(
     own dead attempt's lease still live.)
     """
     report = BatchReport()
-    if delivery and redelivered and ctx.store.was_counted(delivery):
+    if delivery and redelivered and ctx.markers.was_counted(delivery):
         report.outcomes["already_done"] += len(batch.recipients)
         return report
     now = ctx.clock()
@@ -195,7 +198,7 @@ def send_batch(
     if batch.kind == "campaign" and checked is not None and 0 <= now - checked < SUPPRESSION_RECHECK_SECONDS:
         suppressed: set[str] = set()  # the splitter checked them moments ago
     else:
-        suppressed = ctx.store.suppressed_among(r.email for r in batch.recipients)
+        suppressed = ctx.suppressions.suppressed_among(r.email for r in batch.recipients)
 
     def prepare(recipient: BatchRecipient) -> _Result | _Prepared:
         if time_left is not None and time_left() < ctx.time_margin:
@@ -251,9 +254,9 @@ def send_batch(
             "retried": report.outcomes["retry"] + report.outcomes["retry_throttled"],
         }
         if delivery:
-            ctx.store.count_batch(batch.campaign_id, delivery, deltas)  # once per queue message
+            ctx.campaigns.count_batch(batch.campaign_id, delivery, deltas)  # once per queue message
         else:
-            ctx.store.add_campaign_counts(batch.campaign_id, deltas)
+            ctx.campaigns.add_campaign_counts(batch.campaign_id, deltas)
     return report
 
 
@@ -326,8 +329,8 @@ def _prepare(
 ) -> _Result | _Prepared:
     """Claim, check, render and build the recipient's email, and hand it to the provider chain;
     or the final result when there is nothing to send (taken, finished, suppressed, unrenderable)."""
-    store = ctx.store
-    claim = store.claim_recipient(
+    messages = ctx.messages
+    claim = messages.claim_recipient(
         recipient.message_id,
         email=recipient.email,
         campaign_id=batch.campaign_id,
@@ -347,7 +350,7 @@ def _prepare(
         return _Result(recipient, "skipped")  # already sent or finished: a duplicate delivery
 
     if address_key(recipient.email) in suppressed:
-        store.record_failed(recipient.message_id, Status.SUPPRESSED, "address is on the suppression list")
+        messages.record_failed(recipient.message_id, Status.SUPPRESSED, "address is on the suppression list")
         return _Result(recipient, "suppressed")
 
     try:
@@ -375,7 +378,7 @@ def _prepare(
             attachments=attachments,
         )
     except (RenderError, ValueError, MissingAttachment) as exc:
-        store.record_failed(recipient.message_id, Status.FAILED, str(exc))
+        messages.record_failed(recipient.message_id, Status.FAILED, str(exc))
         return _Result(recipient, "failed")
 
     tags = {"message_id": recipient.message_id}
@@ -420,7 +423,7 @@ def _attachments_for(
         return ctx.attachments.resolve(refs, variables, skip_missing=policy == "send_without")
     except MissingAttachment as exc:
         if policy == "fail_campaign" and campaign_id:
-            ctx.store.set_campaign_status(campaign_id, CampaignStatus.FAILED, f"stopped: {exc}")
+            ctx.campaigns.set_campaign_status(campaign_id, CampaignStatus.FAILED, f"stopped: {exc}")
             ctx.forget_campaign(campaign_id)
         raise
 
@@ -428,7 +431,7 @@ def _attachments_for(
 def _record_sent(ctx: SenderContext, recipient: BatchRecipient, token: str, provider: str, pmid: str) -> None:
     for attempt in range(1, ctx.policy.record_retries + 1):
         try:
-            ctx.store.record_sent(recipient.message_id, token, provider, pmid)
+            ctx.messages.record_sent(recipient.message_id, token, provider, pmid)
             return
         except StoreUnavailable as exc:
             if attempt == ctx.policy.record_retries:
@@ -444,7 +447,7 @@ def _record_sent(ctx: SenderContext, recipient: BatchRecipient, token: str, prov
 
 
 def _handle_send_error(ctx: SenderContext, recipient: BatchRecipient, token: str, exc: SendError) -> _Result:
-    store = ctx.store
+    messages = ctx.messages
     logger.warning(
         "send failed",
         extra={
@@ -454,16 +457,16 @@ def _handle_send_error(ctx: SenderContext, recipient: BatchRecipient, token: str
         },
     )
     if isinstance(exc, HardBounce):
-        store.record_failed(recipient.message_id, Status.FAILED, exc.describe())
-        store.suppress(recipient.email, "bounce", {"bounceType": "Permanent", "error": exc.describe()})
+        messages.record_failed(recipient.message_id, Status.FAILED, exc.describe())
+        ctx.suppressions.suppress(recipient.email, "bounce", {"bounceType": "Permanent", "error": exc.describe()})
         return _Result(recipient, "failed", error=exc)
     attempts_used = recipient.attempt + (1 if exc.uses_attempt else 0)
     if exc.uses_attempt and attempts_used >= ctx.policy.max_attempts:
-        store.record_failed(
+        messages.record_failed(
             recipient.message_id, Status.FAILED, f"gave up after {attempts_used} attempts: {exc.describe()}"
         )
         return _Result(recipient, "failed", error=exc)
-    store.record_retry(recipient.message_id, token, exc.describe())
+    messages.record_retry(recipient.message_id, token, exc.describe())
     delay = ctx.policy.delay_for(exc, attempts_used, ctx.rng)
     retry = BatchRecipient(
         message_id=recipient.message_id,
