@@ -8,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from massmailer import wiring
@@ -27,7 +28,9 @@ def _record(report: NotificationReport) -> None:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any, stores: NotificationStores | None = None) -> dict[str, Any]:
+def handler(
+    event: dict[str, Any], context: Any, stores: NotificationStores | None = None
+) -> PartialItemFailureResponse:
     repos = stores or wiring.stores()
     if is_sns_event(event) or "Records" not in event:
         # SNS → Lambda is an asynchronous invoke: an error (store unavailable) raises, so Lambda retries.

@@ -171,10 +171,11 @@ def send_batch(
         report.outcomes["already_done"] += len(batch.recipients)
         return report
     now = ctx.clock()
-    waiting = [r for r in batch.recipients if r.not_before and r.not_before > now + 1]
+    delays = [(r, r.not_before - now) for r in batch.recipients if r.not_before and r.not_before > now + 1]
+    waiting = [r for r, _ in delays]
     if waiting:  # a long retry delay, chained through SQS's 15-minute maximum
-        for r in waiting:
-            _requeue(ctx, batch, [r], r.not_before - now)  # type: ignore[operator]
+        for r, delay in delays:
+            _requeue(ctx, batch, [r], delay)
         report.outcomes["waiting"] += len(waiting)
         batch = batch.model_copy(update={"recipients": [r for r in batch.recipients if r not in waiting]})
         if not batch.recipients:

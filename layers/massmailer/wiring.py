@@ -48,7 +48,7 @@ def settings() -> Settings:
 @cache
 def client(service: str) -> Any:
     with _lock:
-        return boto3.session.Session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+        return boto3.session.Session().client(service, config=_CONFIG)
 
 
 @cache

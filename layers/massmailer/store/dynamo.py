@@ -32,7 +32,7 @@ def _cancelled_for(exc: ClientError, reason: str) -> bool:
     """A cancelled transaction one of whose items failed for ``reason``."""
     if error_code(exc) != "TransactionCanceledException":
         return False
-    reasons = exc.response.get("CancellationReasons") or []  # type: ignore[typeddict-item]
+    reasons = exc.response.get("CancellationReasons") or []
     return reason in {r.get("Code") for r in reasons}
 
 

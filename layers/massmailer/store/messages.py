@@ -152,7 +152,7 @@ class DynamoMessages(DynamoRepository):
         except ClientError as exc:
             if conditional_failed(exc):
                 # The client error carries the old item in DynamoDB's typed wire format.
-                raw = exc.response.get("Item")  # type: ignore[typeddict-item]
+                raw = exc.response.get("Item")
                 old = {k: _DESERIALIZE.deserialize(v) for k, v in raw.items()} if raw else self.get_message(message_id)
                 return Claim(claimed=False, record=plain(old or {}))
             raise
