@@ -293,7 +293,9 @@ class DynamoMessages(DynamoRepository):
 
 
 class InMemoryMessages(InMemoryRepository):
-    def __init__(self, clock: Clock = time.time, meter: Meter | None = None, *, index_provider_ids: bool = False):
+    def __init__(
+        self, clock: Clock = time.time, meter: Meter | None = None, *, index_provider_ids: bool = False
+    ) -> None:
         super().__init__(clock, meter)
         self._index_provider_ids = index_provider_ids  # as DynamoMessages: GSI1 written only when on
         self.by_id: dict[str, dict[str, Any]] = {}
