@@ -93,7 +93,7 @@ def fake_context() -> tuple[Any, Callable[[], int]]:
     store = store_with_campaign()
     providers = [NullProvider()]
     ctx = sender_context(providers, store=store, chain=provider_chain(providers, store, _limits(providers)))
-    return ctx, lambda: sum(1 for item in store.messages.values() if item.get("status") == "SENT")
+    return ctx, lambda: sum(1 for item in store.messages.by_id.values() if item.get("status") == "SENT")
 
 
 def ses_context() -> tuple[Any, Callable[[], int]]:
@@ -109,18 +109,18 @@ def ses_context() -> tuple[Any, Callable[[], int]]:
 
 
 def aws_context() -> tuple[Any, Callable[[], int]]:
-    """The AWS adapters throughout — DynamoStore, SqsQueue, SesProvider — HTTP answered locally:
-    what the sender Lambda spends per email on its own side (used for Lambda GB-s in benchmark 3)."""
+    """The AWS adapters throughout — the Dynamo repositories, SqsQueue, SesProvider — HTTP answered
+    locally: what the sender Lambda spends per email on its own side (used for Lambda GB-s in benchmark 3)."""
     from bench.canned import CannedAws, clients
     from bench.workload import campaign
     from massmailer.providers.ses import SesProvider
     from massmailer.queues import SqsQueue
-    from massmailer.store import DynamoStore
+    from massmailer.store import Stores
 
     canned = CannedAws()
     c = clients(canned)
-    store = DynamoStore(c["table"])
-    store.put_campaign(campaign())
+    store = Stores.dynamo(c["table"])
+    store.campaigns.put_campaign(campaign())
     providers = [SesProvider(c["sesv2"], "massmailer-bench-configset")]
     queue = SqsQueue(
         c["sqs"], {k: f"https://sqs.us-east-1.amazonaws.com/123456789012/mm-{k}" for k in ("high", "low", "split")}
@@ -199,14 +199,14 @@ def _stages(n: int) -> dict[str, float]:
 
     def claim_record() -> None:
         for batch in messages:
-            store.suppressed_among(r.email for r in batch.recipients)
+            store.suppressions.suppressed_among(r.email for r in batch.recipients)
             for r in batch.recipients:
-                claim = store.claim_recipient(
+                claim = store.messages.claim_recipient(
                     r.message_id, email=r.email, campaign_id=camp, lane="low", attempt=0, lease_seconds=300
                 )
-                store.record_sent(r.message_id, claim.token, "fake", r.message_id)
+                store.messages.record_sent(r.message_id, claim.token, "fake", r.message_id)
                 tokens.append(claim.token)
-            store.add_campaign_counts(camp, {"sent": len(batch.recipients), "failed": 0})
+            store.campaigns.add_campaign_counts(camp, {"sent": len(batch.recipients), "failed": 0})
 
     out["claim_record"] = _cpu(claim_record)
 

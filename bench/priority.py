@@ -272,8 +272,8 @@ def _campaign_body(recipients: int) -> dict[str, Any]:
     }
 
 
-class _TimedStore:
-    """Mixin for the in-memory store: stamps ``time.monotonic()`` when a record goes SENT."""
+class _TimedMessages:
+    """Mixin for the in-memory message records: stamps ``time.monotonic()`` when a record goes SENT."""
 
     sent_at: dict[str, float]
 
@@ -283,14 +283,19 @@ class _TimedStore:
 
 
 def _timed_store() -> Any:
-    from massmailer.memory import InMemoryStore
+    """In-memory stores whose message records stamp their SENT time (``store.messages.sent_at``)."""
+    import dataclasses
 
-    class TimedStore(_TimedStore, InMemoryStore):
-        def __init__(self) -> None:
-            InMemoryStore.__init__(self)
+    from massmailer.store import Stores
+    from massmailer.store.messages import InMemoryMessages
+
+    class TimedMessages(_TimedMessages, InMemoryMessages):
+        def __init__(self, meter: Any) -> None:
+            InMemoryMessages.__init__(self, meter=meter)
             self.sent_at = {}
 
-    return TimedStore()
+    stores = Stores.in_memory()
+    return dataclasses.replace(stores, messages=TimedMessages(stores.meter))
 
 
 def _poller_loop(source: Any, stop: threading.Event | Any, wait_seconds: float = 0.2) -> None:
@@ -319,7 +324,10 @@ def _lane_source(sqs: Any, urls: dict[str, str], lane: str, store: Any, sink: tu
 
     provider = SmtpProvider(SmtpConfig(host=sink[0], port=sink[1], local_hostname="bench.massmailer.test"))
     ctx = SenderContext(
-        store=store,
+        campaigns=store.campaigns,
+        messages=store.messages,
+        suppressions=store.suppressions,
+        markers=store.markers,
         queue=SqsQueue(sqs, urls),
         chain=provider_chain([provider], store),
         from_address=FROM_ADDRESS,
@@ -369,7 +377,10 @@ class InProcessRuntime:
         blobs = InMemoryBlobs()
         queue = SqsQueue(self.sqs, self.urls)
         self._intake = IntakeContext(
-            store=self.store,
+            campaigns=self.store.campaigns,
+            messages=self.store.messages,
+            suppressions=self.store.suppressions,
+            idempotency=self.store.idempotency,
             queue=queue,
             blobs=blobs,
             schedules=None,
@@ -378,7 +389,9 @@ class InProcessRuntime:
         )
         self._api_event, self._ctx_class = api_event, LambdaContext
         self._ingest = ingest_handler.handler
-        split_ctx = SplitterContext(store=self.store, queue=queue, blobs=blobs)
+        split_ctx = SplitterContext(
+            campaigns=self.store.campaigns, suppressions=self.store.suppressions, queue=queue, blobs=blobs
+        )
 
         def split(event: dict[str, Any], context: Any) -> Any:
             return splitter_handler.handler(event, context, ctx=split_ctx)
@@ -454,10 +467,10 @@ class InProcessRuntime:
     def sent_times(self, message_ids: list[str], timeout: float) -> dict[str, float]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(m in self.store.sent_at for m in message_ids):
+            if all(m in self.store.messages.sent_at for m in message_ids):
                 break
             time.sleep(0.01)
-        return {m: self.store.sent_at[m] for m in message_ids if m in self.store.sent_at}
+        return {m: self.store.messages.sent_at[m] for m in message_ids if m in self.store.messages.sent_at}
 
     def wait_low_lane_empty(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -60,7 +60,7 @@ def _run_events(prepared: dict[str, Any]) -> dict[str, Any]:
         response = handler(event, prepared["lambda_context"]("sender", timeout_seconds=120), ctx=ctx)
         failures += len(response.get("batchItemFailures", []))
     t1, c1 = time.monotonic(), time.process_time()
-    sent = sum(1 for item in ctx.store.messages.values() if item.get("status") == "SENT")
+    sent = sum(1 for item in ctx.messages.by_id.values() if item.get("status") == "SENT")
     ctx.chain.close()
     return {"start": t0, "end": t1, "cpu": c1 - c0, "sent": sent, "failed_records": failures}
 

@@ -97,21 +97,23 @@ def split_file(path: Path, rows: int) -> dict[str, Any]:
     import resource
 
     from bench.workload import CountingQueue, FileBlobs, campaign
-    from massmailer.memory import InMemoryStore
     from massmailer.models import SplitRequest
     from massmailer.splitting import DEFAULT_DEDUPE_MIB, SplitterContext, split_campaign
+    from massmailer.store import Stores
 
     blobs = FileBlobs(path.parent)
     key = path.name
-    store = InMemoryStore()
+    store = Stores.in_memory()
     camp = campaign("cmp-split-bench")
     camp.audience_key = key
-    store.put_campaign(camp)
+    store.campaigns.put_campaign(camp)
     for address in _suppressed(rows):
-        store.suppress(address, "bench")
+        store.suppressions.suppress(address, "bench")
     queue = CountingQueue()
     budget = int(os.environ.get("MM_SPLIT_DEDUPE_MIB", DEFAULT_DEDUPE_MIB)) << 20
-    ctx = SplitterContext(store=store, queue=queue, blobs=blobs, dedupe_bytes=budget)
+    ctx = SplitterContext(
+        campaigns=store.campaigns, suppressions=store.suppressions, queue=queue, blobs=blobs, dedupe_bytes=budget
+    )
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     w0, c0 = time.perf_counter(), time.process_time()
     report = split_campaign(ctx, SplitRequest(campaign_id=camp.campaign_id))

@@ -18,13 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from massmailer.memory import InMemoryQueue, InMemoryStore
+from massmailer.memory import InMemoryQueue
 from massmailer.mime import OutgoingEmail
 from massmailer.models import BatchMessage, BatchRecipient, Campaign, CampaignStatus, Content, Lane
 from massmailer.providers.base import SendReceipt
 from massmailer.providers.chain import ProviderChain
 from massmailer.sending import RetryPolicy, SenderContext
 from massmailer.spec import LOW_LANE, MAX_RECIPIENTS_PER_BATCH
+from massmailer.store import InMemoryStores, Stores
 from massmailer.unsubscribe import Unsubscriber
 
 CAMPAIGN_ID = "cmp-bench"
@@ -157,22 +158,26 @@ def unsubscriber() -> Unsubscriber:
     return Unsubscriber(key=SIGNING_KEY, base_url=UNSUBSCRIBE_BASE, mailto="unsubscribe@massmailer.test")
 
 
-def store_with_campaign(store: InMemoryStore | None = None, campaign_id: str = CAMPAIGN_ID) -> InMemoryStore:
-    store = store or InMemoryStore()
-    if campaign_id not in store.campaigns:
-        store.put_campaign(campaign(campaign_id))
+def store_with_campaign(store: InMemoryStores | None = None, campaign_id: str = CAMPAIGN_ID) -> InMemoryStores:
+    store = store or Stores.in_memory()
+    if campaign_id not in store.campaigns.by_id:
+        store.campaigns.put_campaign(campaign(campaign_id))
     return store
 
 
 def provider_chain(providers: Sequence[Any], store: Any, limits: dict[str, Any] | None = None) -> ProviderChain:
     """The chain as ``massmailer.wiring`` builds it — with the shared circuit breaker and rate limiter
-    over ``store`` when the engine has them — so their cost per email is counted too."""
+    over ``store``'s shared state when the engine has them — so their cost per email is counted too."""
     try:
         from massmailer.resilience import CircuitBreaker, RateLimiter
     except ImportError:
         return ProviderChain(list(providers))
     try:
-        return ProviderChain(list(providers), breaker=CircuitBreaker(store), limiter=RateLimiter(store, limits or {}))
+        return ProviderChain(
+            list(providers),
+            breaker=CircuitBreaker(store.shared_state),
+            limiter=RateLimiter(store.shared_state, limits or {}),
+        )
     except TypeError:  # an engine whose chain takes no guards
         return ProviderChain(list(providers))
 
@@ -181,11 +186,14 @@ def chain_guards(chain: ProviderChain) -> list[str]:
     return [name for name in ("breaker", "limiter") if getattr(chain, name, None) is not None]
 
 
-def sender_context(providers: Sequence[Any], store: InMemoryStore | None = None, **overrides: Any) -> SenderContext:
+def sender_context(providers: Sequence[Any], store: Stores | None = None, **overrides: Any) -> SenderContext:
     """A SenderContext over in-memory fakes; engine defaults (e.g. ``concurrency``) unless overridden."""
-    store = store_with_campaign(store) if store is None or isinstance(store, InMemoryStore) else store
+    store = store_with_campaign(store) if store is None or isinstance(store, InMemoryStores) else store
     return SenderContext(
-        store=store,
+        campaigns=store.campaigns,
+        messages=store.messages,
+        suppressions=store.suppressions,
+        markers=store.markers,
         queue=overrides.pop("queue", None) or InMemoryQueue(),
         chain=overrides.pop("chain", None) or provider_chain(providers, store),
         from_address=FROM_ADDRESS,

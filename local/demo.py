@@ -158,15 +158,15 @@ def _campaign_split(rt: Any, campaign_id: str) -> tuple[list[str], list[str]]:
 def _simulator_outcomes(rt: Any, campaign_id: str, addresses: list[str]) -> tuple[list[str], int]:
     """Status, provider and soft-bounce count of each simulator recipient (read from the job table)."""
     from massmailer.splitting import recipient_message_id
-    from massmailer.store import DynamoStore
+    from massmailer.store import Stores
 
-    store = DynamoStore(rt.resource("dynamodb").Table(rt.resources["table"]))
+    store = Stores.dynamo(rt.resource("dynamodb").Table(rt.resources["table"]))
     lines, replies = [], 0
     for address in addresses:
-        record = store.get_message(recipient_message_id(campaign_id, address)) or {}
+        record = store.messages.get_message(recipient_message_id(campaign_id, address)) or {}
         soft = int(record.get("soft_bounces") or 0)
         replies += soft
-        suppressed = " · suppressed" if store.is_suppressed(address) else ""
+        suppressed = " · suppressed" if store.suppressions.is_suppressed(address) else ""
         extra = f" · {soft} out-of-office repl{'y' if soft == 1 else 'ies'}" if soft else ""
         lines.append(
             f"{address:<40} {record.get('status', '-'):<10} via {record.get('provider') or '-'}{extra}{suppressed}"

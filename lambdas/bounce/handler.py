@@ -8,11 +8,11 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from massmailer import wiring
-from massmailer.notifications import NotificationReport, is_sns_event, process_sns_payload
-from massmailer.store import Store
+from massmailer.notifications import NotificationReport, NotificationStores, is_sns_event, process_sns_payload
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MassMailer"))
@@ -28,17 +28,19 @@ def _record(report: NotificationReport) -> None:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any, store: Store | None = None) -> dict[str, Any]:
-    store = store or wiring.store()
+def handler(
+    event: dict[str, Any], context: Any, stores: NotificationStores | None = None
+) -> PartialItemFailureResponse:
+    repos = stores or wiring.stores()
     if is_sns_event(event) or "Records" not in event:
         # SNS → Lambda is an asynchronous invoke: an error (store unavailable) raises, so Lambda retries.
         for record in event.get("Records") or [{"Sns": event}]:
-            _record(process_sns_payload(store, record["Sns"]))
+            _record(process_sns_payload(repos, record["Sns"]))
         return {"batchItemFailures": []}
 
     def record_handler(record: SQSRecord) -> None:
         # Unknown or non-JSON input is acknowledged; StoreUnavailable (retried) and MalformedNotification
         # (poison, kept in the DLQ) fail the record.
-        _record(process_sns_payload(store, record.body))
+        _record(process_sns_payload(repos, record.body))
 
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from massmailer import wiring
@@ -38,7 +39,7 @@ def _emit(report: BatchReport) -> None:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any, ctx: SenderContext | None = None) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any, ctx: SenderContext | None = None) -> PartialItemFailureResponse:
     sender = ctx or wiring.sender_context()
 
     def record_handler(record: SQSRecord) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from massmailer import wiring
@@ -24,7 +25,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any, ctx: SplitterContext | None = None) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any, ctx: SplitterContext | None = None) -> PartialItemFailureResponse:
     splitter = ctx or wiring.splitter_context(time_left=lambda: context.get_remaining_time_in_millis() / 1000)
 
     def record_handler(record: SQSRecord) -> None:

@@ -39,7 +39,7 @@ from massmailer.rendering import compile_content
 from massmailer.schedules import Schedules
 from massmailer.spec import AUDIENCE_PREFIX, SPLIT_QUEUE
 from massmailer.splitting import audience_jsonl
-from massmailer.store import Store
+from massmailer.store import Campaigns, IdempotencyKeys, Messages, Suppressions
 from massmailer.unsubscribe import InvalidToken, Unsubscriber
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,10 @@ class UnusableAudience(Exception):
 
 @dataclass
 class IntakeContext:
-    store: Store
+    campaigns: Campaigns
+    messages: Messages
+    suppressions: Suppressions
+    idempotency: IdempotencyKeys
     queue: Queue
     blobs: Blobs
     schedules: Schedules | None
@@ -80,7 +83,7 @@ def _new_id(prefix: str, idempotency_key: str | None) -> str:
 def _replayed(ctx: IntakeContext, scope: str, key: str | None, body: dict[str, Any]) -> dict[str, Any] | None:
     if not key:
         return None
-    earlier = ctx.store.recall_request(f"{scope}:{key}")
+    earlier = ctx.idempotency.recall_request(f"{scope}:{key}")
     if earlier is None:
         return None
     if earlier["request_hash"] != _request_hash(body):
@@ -90,7 +93,7 @@ def _replayed(ctx: IntakeContext, scope: str, key: str | None, body: dict[str, A
 
 def _remember(ctx: IntakeContext, scope: str, key: str | None, body: dict[str, Any], response: dict[str, Any]) -> None:
     if key:
-        ctx.store.remember_request(f"{scope}:{key}", _request_hash(body), response)
+        ctx.idempotency.remember_request(f"{scope}:{key}", _request_hash(body), response)
 
 
 def _content(request: Content) -> Content:
@@ -116,8 +119,8 @@ def accept_message(ctx: IntakeContext, request: SendRequest, idempotency_key: st
         "reply_to": request.reply_to,
         "headers": request.headers,
     }
-    created = ctx.store.create_message(record, payload)
-    existing = None if created else ctx.store.get_message(message_id)
+    created = ctx.messages.create_message(record, payload)
+    existing = None if created else ctx.messages.get_message(message_id)
     if created or (existing and existing.get("status") == Status.QUEUED.value):
         # (Re-)enqueue; a duplicate queue message is harmless, the sender's claim dedupes it.
         batch = BatchMessage(
@@ -174,8 +177,8 @@ def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_ke
         created_at=now,
         send_at=request.send_at,
     )
-    if ctx.store.get_campaign(campaign_id) is None:
-        ctx.store.put_campaign(campaign)
+    if ctx.campaigns.get_campaign(campaign_id) is None:
+        ctx.campaigns.put_campaign(campaign)
     split = SplitRequest(campaign_id=campaign_id).model_dump_json()
     if scheduled and request.send_at is not None:
         if ctx.schedules is None:
@@ -194,7 +197,7 @@ def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_ke
 
 
 def message_status(ctx: IntakeContext, message_id: str) -> dict[str, Any]:
-    item = ctx.store.get_message(message_id)
+    item = ctx.messages.get_message(message_id)
     if not item:
         raise NotFound(f"message {message_id} not found")
     fields = MessageRecord.model_fields
@@ -204,7 +207,7 @@ def message_status(ctx: IntakeContext, message_id: str) -> dict[str, Any]:
 
 
 def campaign_status(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:
-    stored = ctx.store.get_campaign(campaign_id)
+    stored = ctx.campaigns.get_campaign(campaign_id)
     if stored is None:
         raise NotFound(f"campaign {campaign_id} not found")
     c = stored.campaign
@@ -231,5 +234,5 @@ def unsubscribe(ctx: IntakeContext, token: str) -> dict[str, Any]:
         email, campaign_id = ctx.unsubscriber.verify(token)
     except InvalidToken as exc:
         raise ValueError(str(exc)) from exc
-    ctx.store.suppress(email, "unsubscribe", {"campaign_id": campaign_id})
+    ctx.suppressions.suppress(email, "unsubscribe", {"campaign_id": campaign_id})
     return {"unsubscribed": True}

@@ -40,7 +40,9 @@ _WORD_BYTES = 39  # -> 52 base64 characters, a 64-character word: "Subject: " + 
 
 def _encoded_words(value: str) -> str:
     """RFC 2047 "B" encoded words, split on character boundaries and folded onto continuation lines."""
-    words, chunk, size = [], [], 0
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
     for char in value:
         width = len(char.encode("utf-8"))
         if size + width > _WORD_BYTES:

@@ -67,7 +67,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
@@ -75,7 +75,21 @@ from pydantic.alias_generators import to_camel
 from massmailer.addresses import address_key, mask_address
 from massmailer.models import CampaignCounts, CampaignStatus, Status
 from massmailer.spec import MESSAGE_HEADER
-from massmailer.store import SENT_LIKE, Store
+from massmailer.store import SENT_LIKE, Campaigns, Markers, Messages, Suppressions
+
+
+class NotificationStores(Protocol):
+    """The repositories a notification touches (``massmailer.store.Stores`` has them all)."""
+
+    @property
+    def campaigns(self) -> Campaigns: ...
+    @property
+    def messages(self) -> Messages: ...
+    @property
+    def suppressions(self) -> Suppressions: ...
+    @property
+    def markers(self) -> Markers: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -572,19 +586,19 @@ class MailRecord:
         return address == affected[0]
 
 
-def find_mail_record(store: Store, mail: SesMail | None) -> MailRecord:
+def find_mail_record(messages: Messages, mail: SesMail | None) -> MailRecord:
     """Our record for an SES message: by the ``message_id`` tag, else by the ``X-MassMailer-Message``
     header, else by SES's message id (the provider-id index, when the store writes it)."""
     if mail is None:
         return MailRecord(None, None, None)
     record = None
     for ours in dict.fromkeys(filter(None, (mail.tag("message_id"), mail.header(MESSAGE_HEADER)))):
-        record = store.get_message(ours)
+        record = messages.get_message(ours)
         if record is not None:
             break
     consistent = record is not None
     if record is None and mail.message_id:
-        record = store.find_by_provider_id(mail.message_id)
+        record = messages.find_by_provider_id(mail.message_id)
     campaign_id = (record or {}).get("campaign_id") or mail.tag("campaign_id")
     return MailRecord(mail.message_id, record, campaign_id, consistent)
 
@@ -616,13 +630,13 @@ _GUARDED_COUNTERS = frozenset({"bounced", "complained"})
 _PAUSABLE = (CampaignStatus.SPLITTING, CampaignStatus.SENDING)
 
 
-def pause_campaign_over_threshold(store: Store, campaign_id: str, guard: RateGuard) -> str | None:
-    stored = store.get_campaign(campaign_id)
+def pause_campaign_over_threshold(campaigns: Campaigns, campaign_id: str, guard: RateGuard) -> str | None:
+    stored = campaigns.get_campaign(campaign_id)
     if stored is None or stored.campaign.status not in _PAUSABLE:
         return None
     reason = guard.breach(stored.counts)
     if reason:
-        store.set_campaign_status(campaign_id, CampaignStatus.PAUSED, f"paused: {reason}")
+        campaigns.set_campaign_status(campaign_id, CampaignStatus.PAUSED, f"paused: {reason}")
         logger.warning("campaign paused", extra={"campaign_id": campaign_id, "reason": reason})
     return reason
 
@@ -671,7 +685,7 @@ class _Digests:
 
 
 def process_notification(
-    store: Store, message: str | bytes | Mapping[str, Any] | None, guard: RateGuard = DEFAULT_GUARD
+    stores: NotificationStores, message: str | bytes | Mapping[str, Any] | None, guard: RateGuard = DEFAULT_GUARD
 ) -> NotificationReport:
     """Apply one SES notification (the SNS ``Message``: a JSON string or the decoded object)."""
     document = _json_object(message)
@@ -682,7 +696,7 @@ def process_notification(
     if outcomes_of is None:
         return NotificationReport(kind=kind, ignored=f"unknown notification type {kind!r}")
     notification = parse_notification(document)
-    mail = find_mail_record(store, notification.mail)
+    mail = find_mail_record(stores.messages, notification.mail)
     report = NotificationReport(
         kind=kind,
         provider_message_id=mail.provider_message_id,
@@ -694,14 +708,14 @@ def process_notification(
     digests = _Digests(document)
     for outcome in outcomes:
         record_id = mail.message_id if mail.owned_by(outcome.address, affected) else None
-        _settle(store, mail, record_id, outcome, digests.of(outcome.address), report)
+        _settle(stores, mail, record_id, outcome, digests.of(outcome.address), report)
     if _GUARDED_COUNTERS & set(report.campaign_counts) and mail.campaign_id:
-        report.campaign_paused = pause_campaign_over_threshold(store, mail.campaign_id, guard)
+        report.campaign_paused = pause_campaign_over_threshold(stores.campaigns, mail.campaign_id, guard)
     return report
 
 
 def _settle(
-    store: Store,
+    stores: NotificationStores,
     mail: MailRecord,
     record_id: str | None,
     outcome: RecipientOutcome,
@@ -710,16 +724,18 @@ def _settle(
 ) -> None:
     # 1. Idempotent effects first: a store failure part-way leaves the retry something to redo.
     if outcome.suppression:
-        added = store.suppress(outcome.address, outcome.suppression, outcome.details)
+        added = stores.suppressions.suppress(outcome.address, outcome.suppression, outcome.details)
         report.suppressions.append(Suppression(outcome.address, outcome.suppression, outcome.details, added))
     applied = False
     if record_id and (outcome.status is not None or outcome.allowed_from):
         if outcome.status is not None and outcome.allowed_from and mail.already_past(outcome.allowed_from):
             applied = False  # e.g. the Send event of a message the sender recorded SENT: no write
         else:
-            applied = store.apply_notification(record_id, outcome.status, outcome.detail, outcome.allowed_from)
+            applied = stores.messages.apply_notification(
+                record_id, outcome.status, outcome.detail, outcome.allowed_from
+            )
         if applied and outcome.status is not None and outcome.counter and mail.campaign_id:
-            store.add_campaign_counts(mail.campaign_id, {outcome.counter: 1})
+            stores.campaigns.add_campaign_counts(mail.campaign_id, {outcome.counter: 1})
             report.campaign_counts[outcome.counter] += 1
     if outcome.status is not None:
         report.statuses.append(
@@ -731,14 +747,14 @@ def _settle(
     # on a record is its own proof of novelty (a replay finds the transition done), so only the rest —
     # counters, engagement, notifications with no record — pay for a remember_event write.
     gated = bool(outcome.increment or outcome.engagement) or record_id is None or outcome.status is None
-    if gated and not store.remember_event(digest):
+    if gated and not stores.markers.remember_event(digest):
         report.duplicates += 1
         return
     if not gated and not applied:
         report.duplicates += 1  # a replay, or an event overtaken by a later one (Send after Delivery)
         return
     if outcome.increment and record_id:
-        store.apply_notification(record_id, None, outcome.detail, (), increment=outcome.increment)
+        stores.messages.apply_notification(record_id, None, outcome.detail, (), increment=outcome.increment)
     if outcome.increment == "soft_bounces":
         report.soft_bounces.append(outcome.address)
     if outcome.metric:
@@ -766,7 +782,7 @@ def _is_sns_notification(document: Mapping[str, Any]) -> bool:
 
 
 def process_sns_payload(
-    store: Store, payload: str | bytes | Mapping[str, Any] | None, guard: RateGuard = DEFAULT_GUARD
+    stores: NotificationStores, payload: str | bytes | Mapping[str, Any] | None, guard: RateGuard = DEFAULT_GUARD
 ) -> NotificationReport:
     """Apply the SES notification inside one SNS notification.
 
@@ -778,11 +794,11 @@ def process_sns_payload(
     if envelope is None:
         return NotificationReport(ignored="SNS payload is not a JSON object")
     if not _is_sns_notification(envelope):
-        return process_notification(store, envelope, guard)
+        return process_notification(stores, envelope, guard)
     sns_type = envelope.get("Type", "Notification")
     if sns_type != "Notification":
         return NotificationReport(ignored=f"SNS {sns_type} message")
-    return process_notification(store, envelope.get("Message"), guard)
+    return process_notification(stores, envelope.get("Message"), guard)
 
 
 def sns_payload_of(record: Mapping[str, Any]) -> Any:
@@ -796,9 +812,9 @@ def is_sns_event(event: Mapping[str, Any]) -> bool:
 
 
 def process_lambda_event(
-    store: Store, event: Mapping[str, Any], guard: RateGuard = DEFAULT_GUARD
+    stores: NotificationStores, event: Mapping[str, Any], guard: RateGuard = DEFAULT_GUARD
 ) -> list[NotificationReport]:
     """Every notification of a Lambda event (SNS or SQS records), or a bare SES notification."""
     if "Records" not in event:
-        return [process_sns_payload(store, event, guard)]
-    return [process_sns_payload(store, sns_payload_of(record), guard) for record in event["Records"]]
+        return [process_sns_payload(stores, event, guard)]
+    return [process_sns_payload(stores, sns_payload_of(record), guard) for record in event["Records"]]

@@ -20,19 +20,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from massmailer.errors import SendError, Throttled
-
-
-class SharedState(Protocol):
-    """What the store offers for shared counters (implemented by DynamoStore and InMemoryStore)."""
-
-    def take_tokens(self, key: str, window: int, amount: int, limit: int, ttl: int) -> bool: ...
-    def add_window_count(self, key: str, window: int, ttl: int) -> int: ...
-    def get_state(self, key: str) -> dict[str, Any]: ...
-    def put_state(self, key: str, values: dict[str, Any], expect: dict[str, Any] | None = None) -> bool: ...
-
+from massmailer.store.provider_state import SharedState  # the port: shared windows and state
 
 # --- rate limiting --------------------------------------------------------------------------------
 

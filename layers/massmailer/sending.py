@@ -35,7 +35,7 @@ from massmailer.providers.chain import Pending, ProviderChain
 from massmailer.queues import Queue
 from massmailer.rendering import CompiledTemplate, TemplateCache
 from massmailer.spec import CAMPAIGN_HEADER, MESSAGE_HEADER, SQS_MAX_DELAY_SECONDS, SUPPRESSION_RECHECK_SECONDS
-from massmailer.store import Store, StoredCampaign, StoreUnavailable
+from massmailer.store import Campaigns, Markers, Messages, StoredCampaign, StoreUnavailable, Suppressions
 from massmailer.unsubscribe import Unsubscriber
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,10 @@ class BatchReport:
 
 @dataclass
 class SenderContext:
-    store: Store
+    campaigns: Campaigns
+    messages: Messages
+    suppressions: Suppressions
+    markers: Markers
     queue: Queue
     chain: ProviderChain
     from_address: str
@@ -102,7 +105,7 @@ class SenderContext:
         now = self.clock()
         if cached and now - cached[0] < self.campaign_ttl:
             return cached[1]
-        stored = self.store.get_campaign(campaign_id)
+        stored = self.campaigns.get_campaign(campaign_id)
         if stored is not None:
             self._campaigns[campaign_id] = (now, stored)
         return stored
@@ -165,14 +168,15 @@ def send_batch(
     own dead attempt's lease still live.)
     """
     report = BatchReport()
-    if delivery and redelivered and ctx.store.was_counted(delivery):
+    if delivery and redelivered and ctx.markers.was_counted(delivery):
         report.outcomes["already_done"] += len(batch.recipients)
         return report
     now = ctx.clock()
-    waiting = [r for r in batch.recipients if r.not_before and r.not_before > now + 1]
+    delays = [(r, r.not_before - now) for r in batch.recipients if r.not_before and r.not_before > now + 1]
+    waiting = [r for r, _ in delays]
     if waiting:  # a long retry delay, chained through SQS's 15-minute maximum
-        for r in waiting:
-            _requeue(ctx, batch, [r], r.not_before - now)  # type: ignore[operator]
+        for r, delay in delays:
+            _requeue(ctx, batch, [r], delay)
         report.outcomes["waiting"] += len(waiting)
         batch = batch.model_copy(update={"recipients": [r for r in batch.recipients if r not in waiting]})
         if not batch.recipients:
@@ -196,7 +200,7 @@ def send_batch(
     if batch.kind == "campaign" and checked is not None and 0 <= now - checked < SUPPRESSION_RECHECK_SECONDS:
         suppressed: set[str] = set()  # the splitter checked them moments ago
     else:
-        suppressed = ctx.store.suppressed_among(r.email for r in batch.recipients)
+        suppressed = ctx.suppressions.suppressed_among(r.email for r in batch.recipients)
 
     def prepare(recipient: BatchRecipient) -> _Result | _Prepared:
         if time_left is not None and time_left() < ctx.time_margin:
@@ -252,9 +256,9 @@ def send_batch(
             "retried": report.outcomes["retry"] + report.outcomes["retry_throttled"],
         }
         if delivery:
-            ctx.store.count_batch(batch.campaign_id, delivery, deltas)  # once per queue message
+            ctx.campaigns.count_batch(batch.campaign_id, delivery, deltas)  # once per queue message
         else:
-            ctx.store.add_campaign_counts(batch.campaign_id, deltas)
+            ctx.campaigns.add_campaign_counts(batch.campaign_id, deltas)
     return report
 
 
@@ -327,8 +331,8 @@ def _prepare(
 ) -> _Result | _Prepared:
     """Claim, check, render and build the recipient's email, and hand it to the provider chain;
     or the final result when there is nothing to send (taken, finished, suppressed, unrenderable)."""
-    store = ctx.store
-    claim = store.claim_recipient(
+    messages = ctx.messages
+    claim = messages.claim_recipient(
         recipient.message_id,
         email=recipient.email,
         campaign_id=batch.campaign_id,
@@ -348,7 +352,7 @@ def _prepare(
         return _Result(recipient, "skipped")  # already sent or finished: a duplicate delivery
 
     if address_key(recipient.email) in suppressed:
-        store.record_failed(recipient.message_id, Status.SUPPRESSED, "address is on the suppression list")
+        messages.record_failed(recipient.message_id, Status.SUPPRESSED, "address is on the suppression list")
         return _Result(recipient, "suppressed")
 
     try:
@@ -376,7 +380,7 @@ def _prepare(
             attachments=attachments,
         )
     except (RenderError, ValueError, MissingAttachment) as exc:
-        store.record_failed(recipient.message_id, Status.FAILED, str(exc))
+        messages.record_failed(recipient.message_id, Status.FAILED, str(exc))
         return _Result(recipient, "failed")
 
     tags = {"message_id": recipient.message_id}
@@ -421,7 +425,7 @@ def _attachments_for(
         return ctx.attachments.resolve(refs, variables, skip_missing=policy == "send_without")
     except MissingAttachment as exc:
         if policy == "fail_campaign" and campaign_id:
-            ctx.store.set_campaign_status(campaign_id, CampaignStatus.FAILED, f"stopped: {exc}")
+            ctx.campaigns.set_campaign_status(campaign_id, CampaignStatus.FAILED, f"stopped: {exc}")
             ctx.forget_campaign(campaign_id)
         raise
 
@@ -429,7 +433,7 @@ def _attachments_for(
 def _record_sent(ctx: SenderContext, recipient: BatchRecipient, token: str, provider: str, pmid: str) -> None:
     for attempt in range(1, ctx.policy.record_retries + 1):
         try:
-            ctx.store.record_sent(recipient.message_id, token, provider, pmid)
+            ctx.messages.record_sent(recipient.message_id, token, provider, pmid)
             return
         except StoreUnavailable as exc:
             if attempt == ctx.policy.record_retries:
@@ -445,7 +449,7 @@ def _record_sent(ctx: SenderContext, recipient: BatchRecipient, token: str, prov
 
 
 def _handle_send_error(ctx: SenderContext, recipient: BatchRecipient, token: str, exc: SendError) -> _Result:
-    store = ctx.store
+    messages = ctx.messages
     logger.warning(
         "send failed",
         extra={
@@ -455,16 +459,16 @@ def _handle_send_error(ctx: SenderContext, recipient: BatchRecipient, token: str
         },
     )
     if isinstance(exc, HardBounce):
-        store.record_failed(recipient.message_id, Status.FAILED, exc.describe())
-        store.suppress(recipient.email, "bounce", {"bounceType": "Permanent", "error": exc.describe()})
+        messages.record_failed(recipient.message_id, Status.FAILED, exc.describe())
+        ctx.suppressions.suppress(recipient.email, "bounce", {"bounceType": "Permanent", "error": exc.describe()})
         return _Result(recipient, "failed", error=exc)
     attempts_used = recipient.attempt + (1 if exc.uses_attempt else 0)
     if exc.uses_attempt and attempts_used >= ctx.policy.max_attempts:
-        store.record_failed(
+        messages.record_failed(
             recipient.message_id, Status.FAILED, f"gave up after {attempts_used} attempts: {exc.describe()}"
         )
         return _Result(recipient, "failed", error=exc)
-    store.record_retry(recipient.message_id, token, exc.describe())
+    messages.record_retry(recipient.message_id, token, exc.describe())
     delay = ctx.policy.delay_for(exc, attempts_used, ctx.rng)
     retry = BatchRecipient(
         message_id=recipient.message_id,

@@ -45,7 +45,7 @@ class Settings(BaseModel):
     sender_concurrency: int = Field(default=8, ge=1, le=64)  # concurrent sends inside one invocation
     split_dedupe_mib: int = Field(default=32, ge=1, le=512)  # splitter's de-dupe table per pass (MiB)
     # Write SES's message id to the provider-id index when a send is recorded: +1 WRU per email; only
-    # needed for SES identity notifications without our tag or header (see DynamoStore).
+    # needed for SES identity notifications without our tag or header (see store.messages.DynamoMessages).
     index_provider_ids: bool = False
     schedule_group: str | None = None
     scheduler_role_arn: str | None = None

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any
 
 from pydantic_core import to_json
@@ -55,7 +55,7 @@ from massmailer.dedupe import MAX_PASSES, DigestSet, plan_passes
 from massmailer.models import MAX_VARIABLES_BYTES, CampaignStatus, Lane, SplitRequest, variables_size
 from massmailer.queues import Queue
 from massmailer.spec import MAX_RECIPIENTS_PER_BATCH, SPLIT_QUEUE
-from massmailer.store import Store
+from massmailer.store import Campaigns, Suppressions
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ class SplitReport:
 
 @dataclass
 class SplitterContext:
-    store: Store
+    campaigns: Campaigns
+    suppressions: Suppressions
     queue: Queue
     blobs: Blobs
     time_left: Callable[[], float] = lambda: 1e9  # seconds left in this invocation
@@ -137,7 +138,7 @@ class _Stop(Exception):
 
 def split_campaign(ctx: SplitterContext, request: SplitRequest) -> SplitReport:
     report = SplitReport()
-    stored = ctx.store.get_campaign(request.campaign_id)
+    stored = ctx.campaigns.get_campaign(request.campaign_id)
     if stored is None:
         logger.error("split request for unknown campaign", extra={"campaign_id": request.campaign_id})
         return report
@@ -146,7 +147,7 @@ def split_campaign(ctx: SplitterContext, request: SplitRequest) -> SplitReport:
         return report
     campaign = stored.campaign
     if campaign.status in (CampaignStatus.SCHEDULED,):
-        ctx.store.set_campaign_status(campaign.campaign_id, CampaignStatus.SPLITTING)
+        ctx.campaigns.set_campaign_status(campaign.campaign_id, CampaignStatus.SPLITTING)
 
     splitter: _Splitter | None = None
     try:
@@ -162,7 +163,7 @@ def split_campaign(ctx: SplitterContext, request: SplitRequest) -> SplitReport:
     except (AudienceError, ObjectChanged) as exc:
         error = f"audience {campaign.audience_key}: {exc}"
         logger.error("split failed", extra={"campaign_id": campaign.campaign_id, "error": error})
-        ctx.store.set_campaign_status(campaign.campaign_id, CampaignStatus.FAILED, error)
+        ctx.campaigns.set_campaign_status(campaign.campaign_id, CampaignStatus.FAILED, error)
         report.error = error
         return report
     except _Stop as stop:
@@ -178,7 +179,7 @@ def split_campaign(ctx: SplitterContext, request: SplitRequest) -> SplitReport:
         if splitter is not None:
             splitter.close()
     if finished:
-        ctx.store.set_campaign_status(campaign.campaign_id, CampaignStatus.SENDING)
+        ctx.campaigns.set_campaign_status(campaign.campaign_id, CampaignStatus.SENDING)
         report.done = True
     report.suppressed = report.counts.get("suppressed", 0)
     report.invalid = report.counts.get("invalid", 0)
@@ -238,7 +239,7 @@ class _Splitter:
         """Enqueue the chunk's batches, then move the checkpoint and the chunk's counters together."""
         keys, recipients = self.keys, self.recipients
         checked = f',"suppression_checked_at":{self.ctx.clock()!r}}}'  # for the sender: no second check
-        suppressed = self.ctx.store.suppressed_among(keys) if keys else set()
+        suppressed = self.ctx.suppressions.suppressed_among(keys) if keys else set()
         if suppressed:
             recipients = [r for k, r in zip(keys, recipients, strict=True) if k not in suppressed]
         size = self.ctx.batch_size
@@ -255,7 +256,7 @@ class _Splitter:
             "suppressed": len(keys) - len(recipients),
         }
         new = checkpoint.encode()
-        if not self.ctx.store.advance_split(self.campaign_id, self.cursor, new, deltas, done):
+        if not self.ctx.campaigns.advance_split(self.campaign_id, self.cursor, new, deltas, done):
             raise _Stop(lost=True)
         self.cursor = new
         self.report.enqueued += len(recipients)

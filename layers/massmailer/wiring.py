@@ -28,7 +28,7 @@ from massmailer.schedules import EventBridgeSchedules
 from massmailer.sending import RetryPolicy, SenderContext
 from massmailer.settings import Settings
 from massmailer.splitting import SplitterContext
-from massmailer.store import DynamoStore
+from massmailer.store import Stores
 from massmailer.unsubscribe import Unsubscriber
 
 _CONFIG = Config(
@@ -48,13 +48,14 @@ def settings() -> Settings:
 @cache
 def client(service: str) -> Any:
     with _lock:
-        return boto3.session.Session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+        return boto3.session.Session().client(service, config=_CONFIG)
 
 
 @cache
-def store() -> DynamoStore:
+def stores() -> Stores:
+    """The job table's repositories, over one ``Table`` resource."""
     table = boto3.session.Session().resource("dynamodb", config=_CONFIG).Table(settings().table_name)
-    return DynamoStore(table, index_provider_ids=settings().index_provider_ids)
+    return Stores.dynamo(table, index_provider_ids=settings().index_provider_ids)
 
 
 def _queue() -> SqsQueue:
@@ -115,14 +116,20 @@ def provider_chain() -> ProviderChain:
             providers.append(SmtpProvider(_smtp_config(s)))
             if s.smtp_max_rate:
                 limits["smtp"] = RateLimit(per_second=s.smtp_max_rate, high_reserve=s.high_lane_reserve)
-    return ProviderChain(providers, breaker=CircuitBreaker(store()), limiter=RateLimiter(store(), limits))
+    return ProviderChain(
+        providers, breaker=CircuitBreaker(stores().shared_state), limiter=RateLimiter(stores().shared_state, limits)
+    )
 
 
 @cache
 def sender_context() -> SenderContext:
     s = settings()
+    repos = stores()
     return SenderContext(
-        store=store(),
+        campaigns=repos.campaigns,
+        messages=repos.messages,
+        suppressions=repos.suppressions,
+        markers=repos.markers,
         queue=_queue(),
         chain=provider_chain(),
         from_address=s.from_address,
@@ -135,8 +142,10 @@ def sender_context() -> SenderContext:
 
 def splitter_context(time_left: Callable[[], float]) -> SplitterContext:
     s = settings()
+    repos = stores()
     return SplitterContext(
-        store=store(),
+        campaigns=repos.campaigns,
+        suppressions=repos.suppressions,
         queue=_queue(),
         blobs=S3Blobs(client("s3"), s.bucket_name),
         time_left=time_left,
@@ -155,8 +164,12 @@ def intake_context() -> IntakeContext:
         schedules = EventBridgeSchedules(
             client("scheduler"), s.schedule_group, s.scheduler_role_arn, {"split": split_arn}, s.schedule_dlq_arn
         )
+    repos = stores()
     return IntakeContext(
-        store=store(),
+        campaigns=repos.campaigns,
+        messages=repos.messages,
+        suppressions=repos.suppressions,
+        idempotency=repos.idempotency,
         queue=_queue(),
         blobs=S3Blobs(client("s3"), s.bucket_name),
         schedules=schedules,
@@ -167,5 +180,5 @@ def intake_context() -> IntakeContext:
 
 def reset() -> None:
     """Forget every cached adapter (tests and the local runtime change the environment)."""
-    for fn in (settings, client, store, _secret, provider_chain, sender_context, intake_context):
+    for fn in (settings, client, stores, _secret, provider_chain, sender_context, intake_context):
         fn.cache_clear()

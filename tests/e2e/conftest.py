@@ -17,7 +17,8 @@ import pytest
 
 from local.runtime import LocalRuntime, RuntimeConfig
 from massmailer.splitting import recipient_message_id
-from massmailer.store import DynamoStore, suppression_key
+from massmailer.store import Stores
+from massmailer.store.keys import suppression_key
 
 T = TypeVar("T")
 
@@ -67,8 +68,8 @@ def wait_for(probe: Callable[[], T | None], timeout: float, interval: float = 0.
         time.sleep(interval)
 
 
-def store_of(runtime: LocalRuntime) -> DynamoStore:
-    return DynamoStore(runtime.resource("dynamodb").Table(runtime.resources["table"]))
+def store_of(runtime: LocalRuntime) -> Stores:
+    return Stores.dynamo(runtime.resource("dynamodb").Table(runtime.resources["table"]))
 
 
 def suppression_reason(runtime: LocalRuntime, address: str) -> str | None:

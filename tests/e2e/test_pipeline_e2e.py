@@ -45,7 +45,7 @@ def test_simulator_campaign_ends_with_the_right_statuses_and_suppressions(rt: Lo
 
     def settled() -> bool:
         statuses = {a: message(rt, campaign_id, a).get("status") for a in expected}
-        ooto = store.get_message(message(rt, campaign_id, boxes["ooto"]).get("message_id") or "") or {}
+        ooto = store.messages.get_message(message(rt, campaign_id, boxes["ooto"]).get("message_id") or "") or {}
         return statuses == expected and int(ooto.get("soft_bounces") or 0) == 1
 
     wait_for(settled, timeout=120, interval=0.5, what="simulator outcomes")

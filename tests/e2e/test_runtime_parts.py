@@ -17,8 +17,8 @@ from local.pollers import _failed_ids
 from local.scheduler_loop import StoredSchedule, UnsupportedSchedule
 from local.ses_events import AcceptedEmail, simulate, simulator_box
 from local.ses_proxy import SesFaults
-from massmailer.memory import InMemoryStore
 from massmailer.notifications import process_sns_payload
+from massmailer.store import Stores
 
 
 def _schedule(expression: str, tz: str = "UTC", **extra: object) -> StoredSchedule:
@@ -148,9 +148,11 @@ def test_mailbox_simulator_events_drive_the_bounce_function_as_ses_would(
     # Given a message our sender recorded SENT, addressed to a simulator box (with a +label)
     to = f"{box}+label@simulator.amazonses.com" if box else "jane@example.com"
     assert simulator_box(to) == box
-    store = InMemoryStore()
-    claim = store.claim_recipient("cmp-1.abc", email=to, campaign_id="cmp-1", lane="low", attempt=0, lease_seconds=60)
-    store.record_sent("cmp-1.abc", claim.token, "ses", "0100018e-sim-000000")
+    store = Stores.in_memory()
+    claim = store.messages.claim_recipient(
+        "cmp-1.abc", email=to, campaign_id="cmp-1", lane="low", attempt=0, lease_seconds=60
+    )
+    store.messages.record_sent("cmp-1.abc", claim.token, "ses", "0100018e-sim-000000")
 
     # When SES's events for it arrive in order, through SNS → SQS, in SES's own JSON
     events = simulate(_accepted(to, {"message_id": "cmp-1.abc", "campaign_id": "cmp-1"}))
@@ -163,7 +165,7 @@ def test_mailbox_simulator_events_drive_the_bounce_function_as_ses_would(
         process_sns_payload(store, _sns_envelope(event.message()))
 
     # Then the record and the suppression list end as the real simulator's notifications make them
-    record = store.get_message("cmp-1.abc") or {}
+    record = store.messages.get_message("cmp-1.abc") or {}
     assert record["status"] == status
     assert int(record.get("soft_bounces") or 0) == soft_bounces
-    assert (store.suppressions.get(to.lower()) or {}).get("reason") == suppressed
+    assert (store.suppressions.by_address.get(to.lower()) or {}).get("reason") == suppressed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from local.event_source import SqsEventSource, drain, queue_depth
 from local.provision import LOCAL_ACCOUNT, provision
 from local.smtp_relay import SmtpRelay
 from massmailer import spec, wiring
+from massmailer.store import Stores
 from tests.support import api_event, context
 
 
@@ -105,3 +107,40 @@ def pipeline(aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
         yield Pipeline(resources=resources, relay=relay, sqs=boto3.client("sqs"))
         wiring.provider_chain().close()
         wiring.reset()
+
+
+# -- the job table's repositories: one contract, two twins (tests/integration/test_repo_*.py) --------
+
+
+class Clock:
+    """A settable clock for the repositories' leases and TTLs."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextmanager
+def open_stores(kind: str, clock: Clock, index_provider_ids: bool = True) -> Iterator[Stores]:
+    """Every repository over a fresh moto table (``dynamodb``), or the in-memory twins (``memory``)."""
+    if kind == "memory":
+        yield Stores.in_memory(clock, index_provider_ids=index_provider_ids)
+        return
+    with mock_aws():
+        resources = provision("contract")
+        table = boto3.resource("dynamodb").Table(resources["table"])
+        yield Stores.dynamo(table, clock, index_provider_ids=index_provider_ids)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def stores(request: pytest.FixtureRequest, aws_env: None, clock: Clock) -> Iterator[Stores]:
+    """Both twins of every repository (the provider-id index on, so every lookup can be checked)."""
+    with open_stores(request.param, clock) as opened:
+        yield opened

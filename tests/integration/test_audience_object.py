@@ -145,7 +145,7 @@ def test_a_multi_pass_split_with_continuations_on_dynamodb_s3_and_sqs_sends_ever
             break
         assert report.continued and invocations < 500
     assert report.passes >= 8 and invocations > 5
-    stored = ctx.store.get_campaign(body["campaign_id"])
+    stored = ctx.campaigns.get_campaign(body["campaign_id"])
     assert stored is not None and stored.split_cursor > 10**16  # (passes, pass, offset) in one DynamoDB number
 
     pipeline.run()

@@ -23,7 +23,7 @@ def test_a_hard_bounce_suppresses_the_address_and_the_next_campaign_skips_and_co
     # Given a campaign that went out through SES
     _, first = pipeline.api("POST", "/v1/campaigns", CAMPAIGN)
     pipeline.run()
-    bob = wiring.store().get_message(recipient_message_id(first["campaign_id"], "bob@example.com"))
+    bob = wiring.stores().messages.get_message(recipient_message_id(first["campaign_id"], "bob@example.com"))
     assert bob is not None and bob["status"] == "SENT"
 
     # When SES publishes a permanent bounce for bob (configuration set → SNS → SQS → bounce λ)
@@ -37,8 +37,8 @@ def test_a_hard_bounce_suppresses_the_address_and_the_next_campaign_skips_and_co
     pipeline.run(bounces=True)
 
     # Then bob is BOUNCED and suppressed, and the campaign counts the bounce
-    assert wiring.store().get_message(bob["message_id"])["status"] == "BOUNCED"  # type: ignore[index]
-    assert wiring.store().is_suppressed("Bob@Example.com")
+    assert wiring.stores().messages.get_message(bob["message_id"])["status"] == "BOUNCED"  # type: ignore[index]
+    assert wiring.stores().suppressions.is_suppressed("Bob@Example.com")
     _, report = pipeline.api("GET", f"/v1/campaigns/{first['campaign_id']}")
     assert report["counts"]["bounced"] == 1
 
@@ -64,7 +64,7 @@ def test_one_click_unsubscribe_suppresses_the_recipient(pipeline: Pipeline) -> N
     # A mail client POSTs List-Unsubscribe=One-Click to the URL (RFC 8058)
     status, body = pipeline.api("POST", "/v1/unsubscribe", "List-Unsubscribe=One-Click", query={"token": token})
     assert status == 200 and body == {"unsubscribed": True}
-    assert wiring.store().is_suppressed("cat@example.com")
+    assert wiring.stores().suppressions.is_suppressed("cat@example.com")
 
     tampered = pipeline.api(
         "POST", "/v1/unsubscribe", "List-Unsubscribe=One-Click", query={"token": token[:-3] + "AAA"}

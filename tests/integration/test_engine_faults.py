@@ -79,7 +79,7 @@ def test_a_throttling_storm_uses_no_attempt_fills_no_dlq_and_sends_everything_on
     assert report["counts"]["sent"] == 100 and report["counts"]["failed"] == 0
     assert report["counts"]["retried"] >= 1
     assert pipeline.depth("low", dlq=True) == 0
-    record = wiring.store().get_message(recipient_message_id(body["campaign_id"], "user0@example.com"))
+    record = wiring.stores().messages.get_message(recipient_message_id(body["campaign_id"], "user0@example.com"))
     assert record["attempts"] == 1  # type: ignore[index]
 
 
@@ -128,7 +128,7 @@ def test_a_crash_between_send_and_record_does_not_send_twice(
     body, messages, event = _one_batch(pipeline, 3)
     ctx = wiring.sender_context()
     second = recipient_message_id(body["campaign_id"], "user1@example.com")
-    real_record_sent = type(ctx.store).record_sent
+    real_record_sent = type(ctx.messages).record_sent
     crashed: dict[str, str] = {}
 
     def record_then_crash(self, message_id, token, provider, pmid):  # type: ignore[no-untyped-def]
@@ -137,13 +137,13 @@ def test_a_crash_between_send_and_record_does_not_send_twice(
             raise Crash
         return real_record_sent(self, message_id, token, provider, pmid)
 
-    monkeypatch.setattr(type(ctx.store), "record_sent", record_then_crash)
+    monkeypatch.setattr(type(ctx.messages), "record_sent", record_then_crash)
     with pytest.raises(Crash):
         sender_handler.handler(event, context("sender"))
     assert len(pipeline.ses_sent()) == 2
 
     # SES publishes its Send event (configuration set → SNS → SQS → bounce λ), which settles the record
-    record = {**wiring.store().get_message(second), "provider_message_id": crashed["pmid"]}  # type: ignore[dict-item]
+    record = {**wiring.stores().messages.get_message(second), "provider_message_id": crashed["pmid"]}  # type: ignore[dict-item]
     boto3.client("sns").publish(
         TopicArn=pipeline.resources["topic_arn"], Message=_ses_send_event(record, body["campaign_id"])
     )
@@ -154,7 +154,7 @@ def test_a_crash_between_send_and_record_does_not_send_twice(
 
     # Then user1 was not sent again, and user2 (never reached before the crash) was sent once
     assert sorted(_recipients(pipeline)) == ["user0@example.com", "user1@example.com", "user2@example.com"]
-    assert wiring.store().get_message(second)["status"] == "SENT"  # type: ignore[index]
+    assert wiring.stores().messages.get_message(second)["status"] == "SENT"  # type: ignore[index]
     # and the campaign counts each of them once: the crashed attempt never counted user0 and user1
     _assert_counted(pipeline, body["campaign_id"], sent=3)
 
@@ -227,7 +227,7 @@ def test_two_senders_racing_on_one_recipient_send_it_once(pipeline: Pipeline, at
         recipients=[BatchRecipient(message_id=f"race.{i}", email=f"r{i}@example.com") for i in range(20)],
     )
 
-    wiring.store().put_campaign(make_campaign("race", from_address="noreply@massmailer.test"))
+    wiring.stores().campaigns.put_campaign(make_campaign("race", from_address="noreply@massmailer.test"))
     start = threading.Barrier(4)
     errors: list[BaseException] = []
 

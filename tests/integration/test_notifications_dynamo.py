@@ -15,7 +15,7 @@ from lambdas.bounce import handler as bounce_handler
 from local.provision import create_job_table
 from massmailer.models import Status
 from massmailer.notifications import process_lambda_event, process_notification
-from massmailer.store import DynamoStore
+from massmailer.store import Stores
 from tests.support import make_campaign
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -52,9 +52,9 @@ def table(dynamodb: Any) -> Any:
 
 
 @pytest.fixture
-def store(table: Any) -> DynamoStore:
-    store = DynamoStore(table, index_provider_ids=True)  # the fixtures carry SES ids only (no tag)
-    store.put_campaign(make_campaign(CAMPAIGN))
+def store(table: Any) -> Stores:
+    store = Stores.dynamo(table, index_provider_ids=True)  # the fixtures carry SES ids only (no tag)
+    store.campaigns.put_campaign(make_campaign(CAMPAIGN))
     return store
 
 
@@ -69,13 +69,13 @@ def context() -> Any:
     return LambdaContext()
 
 
-def given_sent(store: DynamoStore, message_id: str, email: str, provider_message_id: str | None) -> None:
-    claim = store.claim_recipient(
+def given_sent(store: Stores, message_id: str, email: str, provider_message_id: str | None) -> None:
+    claim = store.messages.claim_recipient(
         message_id, email=email, campaign_id=CAMPAIGN, lane="low", attempt=0, lease_seconds=300
     )
     assert claim.claimed
     if provider_message_id:
-        store.record_sent(message_id, claim.token, "ses", provider_message_id)
+        store.messages.record_sent(message_id, claim.token, "ses", provider_message_id)
 
 
 def items_with_prefix(table: Any, prefix: str) -> list[dict[str, Any]]:
@@ -83,68 +83,70 @@ def items_with_prefix(table: Any, prefix: str) -> list[dict[str, Any]]:
     return [item for item in items if str(item["PK"]).startswith(prefix)]
 
 
-def test_hard_bounce_of_a_sent_record_is_bounced_suppressed_and_counted_once(store: DynamoStore, table: Any) -> None:
+def test_hard_bounce_of_a_sent_record_is_bounced_suppressed_and_counted_once(store: Stores, table: Any) -> None:
     given_sent(store, f"{CAMPAIGN}.jane", "jane@example.com", JANE_PMID)
 
     first = process_notification(store, load_text("identity-bounce-permanent-general-dsn.json"))
 
-    record = store.get_message(f"{CAMPAIGN}.jane")
+    record = store.messages.get_message(f"{CAMPAIGN}.jane")
     assert record["status"] == Status.BOUNCED
     assert "5.1.1" in record["event_detail"]
-    assert store.is_suppressed("jane@example.com")
-    assert not store.is_suppressed("mary@example.com") and not store.is_suppressed("richard@example.com")
+    assert store.suppressions.is_suppressed("jane@example.com")
+    assert not store.suppressions.is_suppressed("mary@example.com") and not store.suppressions.is_suppressed(
+        "richard@example.com"
+    )
     suppression = items_with_prefix(table, "SUPP#")
     assert [s["reason"] for s in suppression] == ["bounce"]
     assert json.loads(suppression[0]["details"])["bounceType"] == "Permanent"
-    assert store.get_campaign(CAMPAIGN).counts.bounced == 1
+    assert store.campaigns.get_campaign(CAMPAIGN).counts.bounced == 1
     assert first.campaign_counts == {"bounced": 1}
 
     replay = process_notification(store, load_text("identity-bounce-permanent-general-dsn.json"))
 
     assert replay.duplicate
-    assert store.get_message(f"{CAMPAIGN}.jane")["status"] == Status.BOUNCED
+    assert store.messages.get_message(f"{CAMPAIGN}.jane")["status"] == Status.BOUNCED
     assert len(items_with_prefix(table, "SUPP#")) == 1
     # the record's own transition proves a replay: no event marker written (one write saved per event)
     assert items_with_prefix(table, "EVT#") == []
-    assert store.get_campaign(CAMPAIGN).counts.bounced == 1
+    assert store.campaigns.get_campaign(CAMPAIGN).counts.bounced == 1
 
 
-def test_soft_bounce_is_counted_once_and_not_suppressed(store: DynamoStore) -> None:
+def test_soft_bounce_is_counted_once_and_not_suppressed(store: Stores) -> None:
     given_sent(store, f"{CAMPAIGN}.jane", "jane@example.com", JANE_SOFT_PMID)
 
     for _ in range(2):  # the notification and its replay
         process_notification(store, load_text("identity-bounce-transient-mailboxfull.json"))
 
-    record = store.get_message(f"{CAMPAIGN}.jane")
+    record = store.messages.get_message(f"{CAMPAIGN}.jane")
     assert record["status"] == Status.SOFT_BOUNCED
     assert record["soft_bounces"] == 1
-    assert not store.is_suppressed("jane@example.com")
-    assert store.get_campaign(CAMPAIGN).counts.soft_bounced == 1
+    assert not store.suppressions.is_suppressed("jane@example.com")
+    assert store.campaigns.get_campaign(CAMPAIGN).counts.soft_bounced == 1
 
 
-def test_send_event_settles_a_sending_record_found_by_its_tag(store: DynamoStore) -> None:
+def test_send_event_settles_a_sending_record_found_by_its_tag(store: Stores) -> None:
     given_sent(store, f"{CAMPAIGN}.recipient", "recipient@example.com", provider_message_id=None)
     document = json.loads(load_text("event-send.json"))
     document["mail"]["tags"]["message_id"] = [f"{CAMPAIGN}.recipient"]
 
     process_notification(store, document)
 
-    assert store.get_message(f"{CAMPAIGN}.recipient")["status"] == Status.SENT
+    assert store.messages.get_message(f"{CAMPAIGN}.recipient")["status"] == Status.SENT
 
 
-def test_open_event_counts_on_the_record_without_changing_status(store: DynamoStore) -> None:
+def test_open_event_counts_on_the_record_without_changing_status(store: Stores) -> None:
     pmid = "EXAMPLE7c191be45-e9aedb9a-02f9-4d12-a87d-dd0099a07f8a-000000"
     given_sent(store, f"{CAMPAIGN}.recipient", "recipient@example.com", pmid)
 
     for name in ("event-delivery.json", "event-open.json", "event-open.json"):
         process_notification(store, load_text(name))
 
-    record = store.get_message(f"{CAMPAIGN}.recipient")
+    record = store.messages.get_message(f"{CAMPAIGN}.recipient")
     assert record["status"] == Status.DELIVERED
     assert record["opens"] == 1
 
 
-def test_sqs_batch_through_the_handler(store: DynamoStore, context: Any) -> None:
+def test_sqs_batch_through_the_handler(store: Stores, context: Any) -> None:
     given_sent(
         store,
         f"{CAMPAIGN}.richard",
@@ -153,29 +155,29 @@ def test_sqs_batch_through_the_handler(store: DynamoStore, context: Any) -> None
     )
     event = json.loads(load_text("envelope-sqs-sns-batch-mixed.json"))
 
-    response = bounce_handler.handler(event, context, store=store)
-    replay = bounce_handler.handler(event, context, store=store)
+    response = bounce_handler.handler(event, context, stores=store)
+    replay = bounce_handler.handler(event, context, stores=store)
 
     assert response == replay == {"batchItemFailures": []}
-    assert store.get_message(f"{CAMPAIGN}.richard")["status"] == Status.COMPLAINED
-    assert store.suppressed_among(["richard@example.com", "jane@example.com", "mary@example.com"]) == {
+    assert store.messages.get_message(f"{CAMPAIGN}.richard")["status"] == Status.COMPLAINED
+    assert store.suppressions.suppressed_among(["richard@example.com", "jane@example.com", "mary@example.com"]) == {
         "richard@example.com"
     }
-    assert store.get_campaign(CAMPAIGN).counts.complained == 1
+    assert store.campaigns.get_campaign(CAMPAIGN).counts.complained == 1
 
 
 def test_an_unreachable_table_fails_the_records_for_a_retry(dynamodb: Any, context: Any) -> None:
-    missing = DynamoStore(dynamodb.Table("massmailer-test-missing"))
+    missing = Stores.dynamo(dynamodb.Table("massmailer-test-missing"))
     event = json.loads(load_text("envelope-sqs-sns-batch-mixed.json"))
 
-    response = bounce_handler.handler(event, context, store=missing)
+    response = bounce_handler.handler(event, context, stores=missing)
 
     assert response == {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
 
 
 def test_topic_validation_text_is_acknowledged_without_touching_the_table(dynamodb: Any, context: Any) -> None:
-    missing = DynamoStore(dynamodb.Table("massmailer-test-missing"))  # any store access would fail
+    missing = Stores.dynamo(dynamodb.Table("massmailer-test-missing"))  # any store access would fail
     event = json.loads(load_text("envelope-sqs-sns-topic-validation-nonjson.json"))
 
-    assert bounce_handler.handler(event, context, store=missing) == {"batchItemFailures": []}
+    assert bounce_handler.handler(event, context, stores=missing) == {"batchItemFailures": []}
     assert process_lambda_event(missing, event)[0].ignored

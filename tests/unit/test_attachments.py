@@ -8,18 +8,19 @@ from email import policy as email_policy
 import pytest
 
 from massmailer.attachments import AttachmentResolver
-from massmailer.memory import InMemoryBlobs, InMemoryQueue, InMemoryStore
+from massmailer.memory import InMemoryBlobs, InMemoryQueue
 from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Lane
 from massmailer.providers.chain import ProviderChain
 from massmailer.sending import SenderContext, send_batch
+from massmailer.store import Stores
 from massmailer.unsubscribe import Unsubscriber
 from tests.support import make_campaign
 from tests.unit.fakes import FakeProvider
 
 
 def _ctx(policy: str, max_bytes: int = 1000) -> tuple[SenderContext, FakeProvider, InMemoryBlobs]:
-    store, blobs, ses = InMemoryStore(), InMemoryBlobs(), FakeProvider("ses")
-    store.put_campaign(
+    store, blobs, ses = Stores.in_memory(), InMemoryBlobs(), FakeProvider("ses")
+    store.campaigns.put_campaign(
         make_campaign(
             "c1",
             content=Content.model_validate(
@@ -35,7 +36,10 @@ def _ctx(policy: str, max_bytes: int = 1000) -> tuple[SenderContext, FakeProvide
     blobs.put("attachments/terms.pdf", b"%PDF terms")
     blobs.put("attachments/invoice-1.pdf", b"%PDF invoice one")
     ctx = SenderContext(
-        store=store,
+        campaigns=store.campaigns,
+        messages=store.messages,
+        suppressions=store.suppressions,
+        markers=store.markers,
         queue=InMemoryQueue(),
         chain=ProviderChain([ses]),
         from_address="f@example.com",
@@ -72,8 +76,8 @@ def test_missing_file_skips_the_recipient_with_the_reason() -> None:
     ctx, ses, _ = _ctx("skip_recipient")
     report = send_batch(ctx, _batch(1, 2))
     assert report.outcomes == {"sent": 1, "failed": 1}
-    assert "invoice-2.pdf" in ctx.store.get_message("m2")["last_error"]  # type: ignore[index]
-    assert ctx.store.get_campaign("c1").campaign.status == CampaignStatus.SENDING  # type: ignore[union-attr]
+    assert "invoice-2.pdf" in ctx.messages.get_message("m2")["last_error"]  # type: ignore[index]
+    assert ctx.campaigns.get_campaign("c1").campaign.status == CampaignStatus.SENDING  # type: ignore[union-attr]
 
 
 def test_missing_file_can_be_sent_without() -> None:
@@ -85,7 +89,7 @@ def test_missing_file_can_be_sent_without() -> None:
 def test_missing_file_can_fail_the_campaign() -> None:
     ctx, ses, _ = _ctx("fail_campaign")
     send_batch(ctx, _batch(2))
-    stored = ctx.store.get_campaign("c1")
+    stored = ctx.campaigns.get_campaign("c1")
     assert stored.campaign.status == CampaignStatus.FAILED and "invoice-2.pdf" in stored.campaign.last_error  # type: ignore[union-attr,operator]
     report = send_batch(ctx, _batch(1))  # later batches of a failed campaign are not sent
     assert report.outcomes == {"dropped": 1} and ses.sent == []
@@ -95,7 +99,10 @@ def test_attachments_over_the_size_limit_fail_the_recipient() -> None:
     ctx, ses, blobs = _ctx("skip_recipient", max_bytes=20)
     report = send_batch(ctx, _batch(1))
     assert report.outcomes == {"failed": 1} and ses.sent == []
-    assert "exceed" in ctx.store.get_message("m1")["last_error"] or "limit" in ctx.store.get_message("m1")["last_error"]  # type: ignore[index]
+    assert (
+        "exceed" in ctx.messages.get_message("m1")["last_error"]
+        or "limit" in ctx.messages.get_message("m1")["last_error"]
+    )  # type: ignore[index]
 
 
 @pytest.mark.parametrize("no", ["../secret", "a/b", "a\\b"])
@@ -110,7 +117,7 @@ def test_a_variable_cannot_reach_outside_the_attachments_folder(no: str) -> None
     )
     report = send_batch(ctx, batch)
     assert report.outcomes == {"failed": 1}
-    assert "not a plain file name" in ctx.store.get_message("mx")["last_error"]  # type: ignore[index]
+    assert "not a plain file name" in ctx.messages.get_message("mx")["last_error"]  # type: ignore[index]
 
 
 def test_a_shared_file_is_fetched_once_per_container() -> None:

@@ -8,6 +8,7 @@ The fixtures are kept in ``tests/events/ses`` (a copy, so the repository is self
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 import logging
@@ -18,7 +19,6 @@ from typing import Any
 import pytest
 
 from lambdas.bounce import handler as bounce_handler
-from massmailer.memory import InMemoryStore
 from massmailer.models import CampaignStatus, Status
 from massmailer.notifications import (
     MalformedNotification,
@@ -28,7 +28,9 @@ from massmailer.notifications import (
     process_notification,
     process_sns_payload,
 )
-from massmailer.store import StoreUnavailable
+from massmailer.store import InMemoryStores, Meter, Stores, StoreUnavailable
+from massmailer.store.messages import InMemoryMessages
+from massmailer.store.suppressions import InMemorySuppressions
 from tests.support import make_campaign
 
 # Notifications without a metric (Send, Open, ignored input) make Powertools warn about empty metrics.
@@ -39,9 +41,9 @@ OWN_EVENTS = REPO / "tests" / "events" / "ses"
 SHARED_EVENTS = REPO.parent / "shared" / "fixtures" / "ses-events"
 
 
-def _store() -> InMemoryStore:
+def _store() -> InMemoryStores:
     """The fixtures are SES's own samples: no ``message_id`` tag, so records are found by SES's id."""
-    return InMemoryStore(index_provider_ids=True)
+    return Stores.in_memory(index_provider_ids=True)
 
 
 def events_dir() -> Path:
@@ -90,7 +92,7 @@ class LambdaContext:
 # -- helpers: givens and readings --------------------------------------------------------------------
 
 
-def process_file(store: InMemoryStore, name: str) -> list[NotificationReport]:
+def process_file(store: InMemoryStores, name: str) -> list[NotificationReport]:
     """Feed a fixture as it arrives: a whole Lambda event, or the SNS ``Message`` string."""
     if name.startswith("envelope-"):
         return process_lambda_event(store, load_event(name))
@@ -114,26 +116,26 @@ def reported_status(reports: list[NotificationReport], provider_message_id: str,
     return None
 
 
-def given_campaign(store: InMemoryStore, campaign_id: str = CAMPAIGN, sent: int = 0) -> None:
-    store.put_campaign(make_campaign(campaign_id))
+def given_campaign(store: InMemoryStores, campaign_id: str = CAMPAIGN, sent: int = 0) -> None:
+    store.campaigns.put_campaign(make_campaign(campaign_id))
     if sent:
-        store.add_campaign_counts(campaign_id, {"sent": sent})
+        store.campaigns.add_campaign_counts(campaign_id, {"sent": sent})
 
 
 def given_sent(
-    store: InMemoryStore,
+    store: InMemoryStores,
     message_id: str,
     email: str,
     provider_message_id: str | None,
     campaign_id: str | None = CAMPAIGN,
 ) -> None:
     """A record the sender claimed and (with a provider message id) recorded SENT."""
-    claim = store.claim_recipient(
+    claim = store.messages.claim_recipient(
         message_id, email=email, campaign_id=campaign_id, lane="low", attempt=0, lease_seconds=300
     )
     assert claim.claimed
     if provider_message_id:
-        store.record_sent(message_id, claim.token, "ses", provider_message_id)
+        store.messages.record_sent(message_id, claim.token, "ses", provider_message_id)
 
 
 def record_owner(case: dict[str, Any], provider_message_id: str) -> str:
@@ -141,7 +143,7 @@ def record_owner(case: dict[str, Any], provider_message_id: str) -> str:
     return addresses[0] if addresses else "recipient@example.com"
 
 
-def given_records_for(store: InMemoryStore, case: dict[str, Any]) -> dict[str, str]:
+def given_records_for(store: InMemoryStores, case: dict[str, Any]) -> dict[str, str]:
     """One SENT record per SES message id of the case (our sends have one recipient each)."""
     given_campaign(store)
     ids = {}
@@ -151,19 +153,19 @@ def given_records_for(store: InMemoryStore, case: dict[str, Any]) -> dict[str, s
     return ids
 
 
-def counts(store: InMemoryStore, campaign_id: str = CAMPAIGN) -> dict[str, int]:
-    stored = store.get_campaign(campaign_id)
+def counts(store: InMemoryStores, campaign_id: str = CAMPAIGN) -> dict[str, int]:
+    stored = store.campaigns.get_campaign(campaign_id)
     assert stored is not None
     return {name: getattr(stored.counts, name) for name in COUNTER_OF.values()}
 
 
-def snapshot(store: InMemoryStore) -> dict[str, Any]:
+def snapshot(store: InMemoryStores) -> dict[str, Any]:
     return copy.deepcopy(
         {
-            "messages": store.messages,
-            "suppressions": store.suppressions,
-            "campaigns": store.campaigns,
-            "events": store.events,
+            "messages": store.messages.by_id,
+            "suppressions": store.suppressions.by_address,
+            "campaigns": store.campaigns.by_id,
+            "events": store.markers.events,
         }
     )
 
@@ -226,16 +228,16 @@ def test_fixture_suppresses_exactly_the_named_addresses(name: str) -> None:
     reports = process_file(store, name)
 
     expected = {s["address"]: s for s in case["suppress"]}
-    assert set(store.suppressions) == set(expected)
+    assert set(store.suppressions.by_address) == set(expected)
     assert set().union(*(r.suppressed_addresses for r in reports)) == set(expected)
     for address, want in expected.items():
-        got = store.suppressions[address]
+        got = store.suppressions.by_address[address]
         assert got["reason"] == want["reason"]
         for key in ("bounceType", "bounceSubType", "complaintFeedbackType"):
             if key in want:
                 assert got["details"].get(key) == want[key], key
     for address in case["not_suppress"]:
-        assert not store.is_suppressed(address)
+        assert not store.suppressions.is_suppressed(address)
 
 
 @pytest.mark.parametrize("name", list(BY_FILE))
@@ -297,7 +299,9 @@ def test_fixture_counts_soft_bounces_and_engagement_and_ignores(name: str) -> No
     assert all(r.ignored for r in reports) is case["ignore"]
     if case["ignore"]:
         assert store.writes == 0
-        assert not (store.messages or store.suppressions or store.events or store.campaigns)
+        assert not (
+            store.messages.by_id or store.suppressions.by_address or store.markers.events or store.campaigns.by_id
+        )
 
 
 @pytest.mark.parametrize("name", WITH_STATUS)
@@ -312,7 +316,7 @@ def test_fixture_moves_our_records_and_campaign_counters(name: str) -> None:
         owner = record_owner(case, provider_message_id)
         expected = by_address.get(owner) or by_address["*"]
         names, unchanged_ok = accepted(expected)
-        record = store.get_message(records[provider_message_id])
+        record = store.messages.get_message(records[provider_message_id])
         assert record is not None
         assert record["status"] in names or (unchanged_ok and record["status"] == Status.SENT), (
             owner,
@@ -328,12 +332,12 @@ def test_fixture_moves_our_records_and_campaign_counters(name: str) -> None:
 def test_envelope_through_the_handler_acknowledges_every_record(name: str) -> None:
     case, store = BY_FILE[name], _store()
 
-    response = bounce_handler.handler(load_event(name), LambdaContext(), store=store)
+    response = bounce_handler.handler(load_event(name), LambdaContext(), stores=store)
 
     assert response == {"batchItemFailures": []}
-    assert set(store.suppressions) == {s["address"] for s in case["suppress"]}
+    assert set(store.suppressions.by_address) == {s["address"] for s in case["suppress"]}
     for address in case["not_suppress"]:
-        assert not store.is_suppressed(address)
+        assert not store.suppressions.is_suppressed(address)
 
 
 @pytest.mark.parametrize("name", list(BY_FILE))
@@ -388,7 +392,7 @@ def test_send_event_settles_a_record_the_sender_could_not_mark_sent_through_its_
 
     report = process_notification(store, notification("event-send.json", tags=tags))
 
-    assert store.get_message("msg-42")["status"] == Status.SENT
+    assert store.messages.get_message("msg-42")["status"] == Status.SENT
     assert report.message_id == "msg-42"
     assert report.statuses[0].applied
 
@@ -399,7 +403,7 @@ def test_without_tag_or_provider_id_the_record_is_not_found_and_left_alone() -> 
 
     report = process_notification(store, load_text("event-send.json"))
 
-    assert store.get_message("msg-42")["status"] == Status.SENDING
+    assert store.messages.get_message("msg-42")["status"] == Status.SENDING
     assert report.message_id is None
     assert report.status_of(report.provider_message_id, "recipient@example.com") == Status.SENT  # would set
 
@@ -415,14 +419,14 @@ def test_tag_is_preferred_to_the_provider_id_and_carries_the_campaign() -> None:
         store, bounce_for("bounce@simulator.amazonses.com", "pmid-tagged-elsewhere", tags=tags)
     )
 
-    assert store.get_message("cmp-spring.a1")["status"] == Status.BOUNCED
-    assert store.get_message("cmp-spring.b2")["status"] == Status.SENT
+    assert store.messages.get_message("cmp-spring.a1")["status"] == Status.BOUNCED
+    assert store.messages.get_message("cmp-spring.b2")["status"] == Status.SENT
     assert report.campaign_id == CAMPAIGN
     assert counts(store)["bounced"] == 1
 
 
 def test_without_a_tag_the_massmailer_header_finds_the_record_when_ids_are_not_indexed() -> None:
-    store = InMemoryStore()  # the default store: no provider-id index
+    store = Stores.in_memory()  # the default store: no provider-id index
     given_campaign(store)
     given_sent(store, "cmp-spring.a1", "bounce@simulator.amazonses.com", "pmid-1")
     headers = [{"name": "From", "value": "x@example.com"}, {"name": "x-massmailer-message", "value": " cmp-spring.a1 "}]
@@ -431,23 +435,23 @@ def test_without_a_tag_the_massmailer_header_finds_the_record_when_ids_are_not_i
     report = process_notification(store, with_header)
 
     assert report.message_id == "cmp-spring.a1"
-    assert store.get_message("cmp-spring.a1")["status"] == Status.BOUNCED
+    assert store.messages.get_message("cmp-spring.a1")["status"] == Status.BOUNCED
     assert counts(store)["bounced"] == 1
 
 
 def test_without_tag_header_or_index_the_address_is_still_suppressed() -> None:
-    store = InMemoryStore()
+    store = Stores.in_memory()
     given_sent(store, "m-9", "bounce@simulator.amazonses.com", "pmid-9")
 
     report = process_notification(store, bounce_for("bounce@simulator.amazonses.com", "pmid-9", headers=[]))
 
     assert report.message_id is None
-    assert store.get_message("m-9")["status"] == Status.SENT
-    assert store.is_suppressed("bounce@simulator.amazonses.com")
+    assert store.messages.get_message("m-9")["status"] == Status.SENT
+    assert store.suppressions.is_suppressed("bounce@simulator.amazonses.com")
 
 
 def test_the_send_event_of_a_recorded_send_costs_no_write_and_settles_an_unrecorded_one() -> None:
-    store = InMemoryStore()
+    store = Stores.in_memory()
     given_campaign(store)
     given_sent(store, "cmp-spring.a1", "a@example.com", "pmid-a")  # the sender recorded it
     given_sent(store, "cmp-spring.b2", "b@example.com", provider_message_id=None)  # it crashed first
@@ -457,22 +461,22 @@ def test_the_send_event_of_a_recorded_send_costs_no_write_and_settles_an_unrecor
     report = process_notification(store, notification("event-send.json", messageId="pmid-a", tags=tags))
 
     assert store.writes == writes and report.duplicates == 1
-    assert store.get_message("cmp-spring.a1")["status"] == Status.SENT
+    assert store.messages.get_message("cmp-spring.a1")["status"] == Status.SENT
     tags = {"message_id": ["cmp-spring.b2"], "campaign_id": [CAMPAIGN]}
     process_notification(store, notification("event-send.json", messageId="pmid-b", tags=tags))
-    assert store.get_message("cmp-spring.b2")["status"] == Status.SENT and store.writes == writes + 1
+    assert store.messages.get_message("cmp-spring.b2")["status"] == Status.SENT and store.writes == writes + 1
 
 
 def test_addresses_are_compared_case_insensitively() -> None:
     store = _store()
     given_campaign(store)
     given_sent(store, "m1", "Jane@Example.com", "pmid-1")
-    store.suppress("JANE@example.com", "unsubscribe")
+    store.suppressions.suppress("JANE@example.com", "unsubscribe")
 
     report = process_notification(store, bounce_for("jane@EXAMPLE.COM", "pmid-1"))
 
-    assert store.get_message("m1")["status"] == Status.BOUNCED
-    assert set(store.suppressions) == {"jane@example.com"}
+    assert store.messages.get_message("m1")["status"] == Status.BOUNCED
+    assert set(store.suppressions.by_address) == {"jane@example.com"}
     assert report.suppressions[0].added is False  # already suppressed, not a second row
     assert report.status_of("pmid-1", "Jane@Example.COM") == Status.BOUNCED
 
@@ -484,13 +488,13 @@ def test_named_recipients_with_display_names_are_understood() -> None:
 
     process_notification(store, document)
 
-    assert set(store.suppressions) == {"jane@example.com"}
+    assert set(store.suppressions.by_address) == {"jane@example.com"}
 
 
 # -- order of events -----------------------------------------------------------------------------------
 
 
-def given_one_sent_record(store: InMemoryStore) -> None:
+def given_one_sent_record(store: InMemoryStores) -> None:
     given_campaign(store)
     given_sent(store, "m1", "recipient@example.com", "pmid-1")
 
@@ -507,7 +511,7 @@ def test_open_after_delivery_counts_the_open_and_keeps_delivered() -> None:
     report = process_notification(store, event_for_m1("event-open.json"))
     process_notification(store, event_for_m1("event-click.json"))
 
-    record = store.get_message("m1")
+    record = store.messages.get_message("m1")
     assert record["status"] == Status.DELIVERED
     assert (record["opens"], record["clicks"]) == (1, 1)
     assert report.engagements[0].recipient == "recipient@example.com"
@@ -521,7 +525,7 @@ def test_late_delivery_never_undoes_a_bounce() -> None:
     process_notification(store, event_for_m1("event-bounce.json"))
     process_notification(store, event_for_m1("event-delivery.json"))
 
-    assert store.get_message("m1")["status"] == Status.BOUNCED
+    assert store.messages.get_message("m1")["status"] == Status.BOUNCED
     assert counts(store) == {"bounced": 1, "complained": 0, "soft_bounced": 0, "delivered": 0}
 
 
@@ -533,11 +537,11 @@ def test_transient_bounce_after_delivery_is_counted_but_does_not_downgrade() -> 
     process_notification(store, event_for_m1("event-delivery.json"))
     report = process_notification(store, ooto)
 
-    record = store.get_message("m1")
+    record = store.messages.get_message("m1")
     assert record["status"] == Status.DELIVERED
     assert record["soft_bounces"] == 1
     assert report.soft_bounces == ["recipient@example.com"]
-    assert not store.suppressions
+    assert not store.suppressions.by_address
     assert counts(store)["soft_bounced"] == 0
 
 
@@ -548,7 +552,7 @@ def test_delivery_after_a_soft_bounce_settles_as_delivered() -> None:
     process_notification(store, bounce_for("recipient@example.com", "pmid-1", bounce_type="Transient"))
     process_notification(store, event_for_m1("event-delivery.json"))
 
-    assert store.get_message("m1")["status"] == Status.DELIVERED
+    assert store.messages.get_message("m1")["status"] == Status.DELIVERED
     assert counts(store) == {"bounced": 0, "complained": 0, "soft_bounced": 1, "delivered": 1}
 
 
@@ -561,7 +565,7 @@ def test_two_different_soft_bounces_count_twice_on_the_record() -> None:
     process_notification(store, bounce_for("recipient@example.com", "pmid-1", bounce_type="Transient"))
     process_notification(store, second)
 
-    assert store.get_message("m1")["soft_bounces"] == 2
+    assert store.messages.get_message("m1")["soft_bounces"] == 2
     assert counts(store)["soft_bounced"] == 1  # one recipient soft-bounced
 
 
@@ -572,8 +576,8 @@ def test_complaint_after_delivery_suppresses_and_counts() -> None:
     process_notification(store, event_for_m1("event-delivery.json"))
     process_notification(store, event_for_m1("event-complaint.json"))
 
-    assert store.get_message("m1")["status"] == Status.COMPLAINED
-    assert store.suppressions["recipient@example.com"]["reason"] == "complaint"
+    assert store.messages.get_message("m1")["status"] == Status.COMPLAINED
+    assert store.suppressions.by_address["recipient@example.com"]["reason"] == "complaint"
     assert counts(store) == {"bounced": 0, "complained": 1, "soft_bounced": 0, "delivered": 1}
 
 
@@ -583,11 +587,11 @@ def test_reject_fails_the_message_without_suppressing_anyone() -> None:
 
     report = process_notification(store, event_for_m1("event-reject.json"))
 
-    record = store.get_message("m1")
+    record = store.messages.get_message("m1")
     assert record["status"] == Status.FAILED
     assert "Bad content" in record["event_detail"]
     assert report.status_of("pmid-1", "*") == Status.FAILED
-    assert not store.suppressions
+    assert not store.suppressions.by_address
 
 
 def test_delivery_delay_keeps_the_status_and_notes_the_delay() -> None:
@@ -596,7 +600,7 @@ def test_delivery_delay_keeps_the_status_and_notes_the_delay() -> None:
 
     report = process_notification(store, event_for_m1("event-deliverydelay.json"))
 
-    record = store.get_message("m1")
+    record = store.messages.get_message("m1")
     assert record["status"] == Status.SENT
     assert "TransientCommunicationFailure" in record["event_detail"]
     assert report.delayed == ["recipient@example.com"]
@@ -614,7 +618,7 @@ def test_both_type_keys_and_both_spellings_of_rendering_failure(type_key: str, k
     report = process_notification(store, document)
 
     assert report.ignored is None
-    assert store.get_message("m1")["status"] == Status.FAILED
+    assert store.messages.get_message("m1")["status"] == Status.FAILED
 
 
 # -- the campaign's bounce and complaint guard ---------------------------------------------------------
@@ -629,7 +633,7 @@ def test_campaign_pauses_when_its_bounce_rate_reaches_the_threshold() -> None:
     reports = [process_notification(store, bounce_for(f"user{i}@example.com", f"pmid-{i}")) for i in range(5)]
 
     assert [r.campaign_paused is not None for r in reports] == [False, False, False, False, True]
-    stored = store.get_campaign(CAMPAIGN)
+    stored = store.campaigns.get_campaign(CAMPAIGN)
     assert stored.campaign.status == CampaignStatus.PAUSED
     assert "bounce rate 5/100" in (stored.campaign.last_error or "")
 
@@ -641,18 +645,18 @@ def test_one_complaint_in_a_hundred_is_noise_and_does_not_pause() -> None:
 
     process_notification(store, event_for_m1("event-complaint.json"))
 
-    assert store.get_campaign(CAMPAIGN).campaign.status == CampaignStatus.SENDING
+    assert store.campaigns.get_campaign(CAMPAIGN).campaign.status == CampaignStatus.SENDING
 
 
 def test_campaign_pauses_on_three_complaints_in_a_thousand() -> None:
     store = _store()
     given_campaign(store, sent=1000)
-    store.add_campaign_counts(CAMPAIGN, {"complained": 2})  # two earlier complaints
+    store.campaigns.add_campaign_counts(CAMPAIGN, {"complained": 2})  # two earlier complaints
     given_sent(store, "m1", "recipient@example.com", "pmid-1")
 
     process_notification(store, event_for_m1("event-complaint.json"))
 
-    stored = store.get_campaign(CAMPAIGN)
+    stored = store.campaigns.get_campaign(CAMPAIGN)
     assert stored.campaign.status == CampaignStatus.PAUSED
     assert "complaint rate 3/1000" in (stored.campaign.last_error or "")
 
@@ -664,7 +668,7 @@ def test_small_samples_do_not_pause_a_campaign() -> None:
         given_sent(store, f"m{i}", f"user{i}@example.com", f"pmid-{i}")
         process_notification(store, bounce_for(f"user{i}@example.com", f"pmid-{i}"), guard=RateGuard(min_sent=100))
 
-    assert store.get_campaign(CAMPAIGN).campaign.status == CampaignStatus.SENDING
+    assert store.campaigns.get_campaign(CAMPAIGN).campaign.status == CampaignStatus.SENDING
 
 
 # -- input that is not an SES notification -------------------------------------------------------------
@@ -730,25 +734,32 @@ def test_a_known_type_with_the_wrong_shape_is_a_poison_message() -> None:
     with pytest.raises(MalformedNotification, match="bouncedRecipients"):
         process_notification(_store(), document)
 
-    response = bounce_handler.handler(sqs_event(sns_body(document)), LambdaContext(), store=_store())
+    response = bounce_handler.handler(sqs_event(sns_body(document)), LambdaContext(), stores=_store())
     assert response == {"batchItemFailures": [{"itemIdentifier": "sqs-0"}]}
 
 
 # -- failures of the store ------------------------------------------------------------------------------
 
 
-class StoreDownFor(InMemoryStore):
-    """Unavailable for one address's suppression, or for the next ``apply_failures`` status updates."""
+class SuppressionsDownFor(InMemorySuppressions):
+    """Unavailable for one address's suppression."""
 
-    def __init__(self, address: str | None = None, apply_failures: int = 0) -> None:
-        super().__init__(index_provider_ids=True)
+    def __init__(self, address: str | None, meter: Meter) -> None:
+        super().__init__(meter=meter)
         self.down_for = address
-        self.apply_failures = apply_failures
 
     def suppress(self, address: str, reason: str, details: Any = None) -> bool:
         if address == self.down_for:
             raise StoreUnavailable("update_item: ProvisionedThroughputExceededException")
         return super().suppress(address, reason, details)
+
+
+class MessagesDownFor(InMemoryMessages):
+    """Unavailable for the next ``apply_failures`` status updates."""
+
+    def __init__(self, apply_failures: int, meter: Meter) -> None:
+        super().__init__(meter=meter, index_provider_ids=True)
+        self.apply_failures = apply_failures
 
     def apply_notification(self, *args: Any, **kwargs: Any) -> bool:
         if self.apply_failures:
@@ -757,28 +768,38 @@ class StoreDownFor(InMemoryStore):
         return super().apply_notification(*args, **kwargs)
 
 
+def store_down_for(address: str | None = None, apply_failures: int = 0) -> InMemoryStores:
+    """Stores unavailable for one address's suppression, or for the next ``apply_failures`` status updates."""
+    stores = _store()
+    return dataclasses.replace(
+        stores,
+        suppressions=SuppressionsDownFor(address, stores.meter),
+        messages=MessagesDownFor(apply_failures, stores.meter),
+    )
+
+
 def test_store_unavailable_fails_only_that_record_of_the_batch() -> None:
-    store = StoreDownFor("richard@example.com")
+    store = store_down_for("richard@example.com")
     event = load_event("envelope-sqs-sns-batch-mixed.json")
     failing = event["Records"][0]["messageId"]  # richard's complaint
 
-    response = bounce_handler.handler(event, LambdaContext(), store=store)
+    response = bounce_handler.handler(event, LambdaContext(), stores=store)
 
     assert response == {"batchItemFailures": [{"itemIdentifier": failing}]}
-    assert not store.suppressions
-    assert len(store.events) == 2  # jane's soft bounce and jane's delivery were processed
+    assert not store.suppressions.by_address
+    assert len(store.markers.events) == 2  # jane's soft bounce and jane's delivery were processed
 
-    store.down_for = None  # SQS redelivers the failed record
-    retry = bounce_handler.handler({"Records": [event["Records"][0]]}, LambdaContext(), store=store)
+    store.suppressions.down_for = None  # SQS redelivers the failed record
+    retry = bounce_handler.handler({"Records": [event["Records"][0]]}, LambdaContext(), stores=store)
 
     assert retry == {"batchItemFailures": []}
-    assert set(store.suppressions) == {"richard@example.com"}
+    assert set(store.suppressions.by_address) == {"richard@example.com"}
 
 
 def test_a_batch_whose_only_record_fails_reports_it_instead_of_raising() -> None:
     event = load_event("envelope-sqs-sns-identity-bounce.json")
 
-    response = bounce_handler.handler(event, LambdaContext(), store=StoreDownFor("jane@example.com"))
+    response = bounce_handler.handler(event, LambdaContext(), stores=store_down_for("jane@example.com"))
 
     assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
 
@@ -788,12 +809,12 @@ def test_sns_direct_invocation_raises_so_lambda_retries() -> None:
         bounce_handler.handler(
             load_event("envelope-sns-lambda-identity-bounce.json"),
             LambdaContext(),
-            store=StoreDownFor("jane@example.com"),
+            stores=store_down_for("jane@example.com"),
         )
 
 
 def test_a_failure_half_way_is_redone_by_the_retry_and_counted_once() -> None:
-    store = StoreDownFor(apply_failures=1)
+    store = store_down_for(apply_failures=1)
     given_campaign(store)
     given_sent(store, "m1", "recipient@example.com", "pmid-1")
 
@@ -802,8 +823,8 @@ def test_a_failure_half_way_is_redone_by_the_retry_and_counted_once() -> None:
     process_notification(store, event_for_m1("event-bounce.json"))  # the redelivery
     process_notification(store, event_for_m1("event-bounce.json"))  # and a duplicate
 
-    assert store.get_message("m1")["status"] == Status.BOUNCED
-    assert set(store.suppressions) == {"recipient@example.com"}
+    assert store.messages.get_message("m1")["status"] == Status.BOUNCED
+    assert set(store.suppressions.by_address) == {"recipient@example.com"}
     assert counts(store)["bounced"] == 1
 
 
@@ -818,7 +839,7 @@ def test_handler_publishes_metrics_and_never_logs_full_addresses(
     original = powertools_handler.setStream(logs)
     caplog.set_level(logging.DEBUG)
     try:
-        bounce_handler.handler(load_event("envelope-sqs-sns-batch-mixed.json"), LambdaContext(), store=_store())
+        bounce_handler.handler(load_event("envelope-sqs-sns-batch-mixed.json"), LambdaContext(), stores=_store())
     finally:
         powertools_handler.setStream(original)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from massmailer.errors import HardBounce, ProviderDown, SoftBounce, Throttled, Transient
-from massmailer.memory import InMemoryStore
 from massmailer.mime import OutgoingEmail
 from massmailer.providers.chain import ProviderChain
 from massmailer.resilience import BreakerPolicy, CircuitBreaker, RateLimit, RateLimiter
+from massmailer.store.provider_state import InMemorySharedState
 from tests.unit.fakes import FakeProvider
 
 
@@ -28,9 +28,9 @@ def _email(to: str = "a@example.com") -> OutgoingEmail:
 
 
 def test_the_bucket_is_shared_by_all_senders_and_taken_in_chunks() -> None:
-    store, clock = InMemoryStore(), Clock()
+    state, clock = InMemorySharedState(), Clock()
     limits = {"ses": RateLimit(per_second=100, high_reserve=0.0, chunk=10)}
-    senders = [RateLimiter(store, limits, clock=clock, sleep=clock.sleep, max_wait=0) for _ in range(3)]
+    senders = [RateLimiter(state, limits, clock=clock, sleep=clock.sleep, max_wait=0) for _ in range(3)]
     taken = 0
     for _ in range(200):
         for limiter in senders:
@@ -41,16 +41,16 @@ def test_the_bucket_is_shared_by_all_senders_and_taken_in_chunks() -> None:
                 pass
     assert taken == 100  # three senders together never exceed the provider's rate in one second
     # one shared write per chunk of 10, plus each sender finding the window full once (chunks 10, 5, 2, 1)
-    assert store.writes == 10 + 3 * 4
+    assert state.meter.writes == 10 + 3 * 4
     clock.now += 1
     senders[0].acquire("ses", "high")  # the next window refills
 
 
 def test_the_low_lane_cannot_take_the_share_reserved_for_the_high_lane() -> None:
-    store, clock = InMemoryStore(), Clock()
+    state, clock = InMemorySharedState(), Clock()
     limits = {"ses": RateLimit(per_second=100, high_reserve=0.2, chunk=5)}
-    low = RateLimiter(store, limits, clock=clock, sleep=clock.sleep, max_wait=0)
-    high = RateLimiter(store, limits, clock=clock, sleep=clock.sleep, max_wait=0)
+    low = RateLimiter(state, limits, clock=clock, sleep=clock.sleep, max_wait=0)
+    high = RateLimiter(state, limits, clock=clock, sleep=clock.sleep, max_wait=0)
     sent_low = 0
     with pytest.raises(Throttled):
         while True:
@@ -62,17 +62,17 @@ def test_the_low_lane_cannot_take_the_share_reserved_for_the_high_lane() -> None
 
 
 def test_a_sender_waits_for_the_next_window_rather_than_failing() -> None:
-    store, clock = InMemoryStore(), Clock(1000.5)
-    limiter = RateLimiter(store, {"ses": RateLimit(per_second=2, high_reserve=0)}, clock=clock, sleep=clock.sleep)
+    state, clock = InMemorySharedState(), Clock(1000.5)
+    limiter = RateLimiter(state, {"ses": RateLimit(per_second=2, high_reserve=0)}, clock=clock, sleep=clock.sleep)
     for _ in range(3):
         limiter.acquire("ses", "high")
     assert 1001 <= clock.now < 1002  # the third token came from the next one-second window
 
 
 def test_provider_failures_open_the_circuit_for_every_sender_then_one_probe_closes_it() -> None:
-    store, clock = InMemoryStore(), Clock()
+    state, clock = InMemorySharedState(), Clock()
     policy = BreakerPolicy(failure_threshold=3, cooldown_seconds=30, refresh_seconds=0)
-    a, b = CircuitBreaker(store, policy, clock), CircuitBreaker(store, policy, clock)
+    a, b = CircuitBreaker(state, policy, clock), CircuitBreaker(state, policy, clock)
     for _ in range(3):
         a.record_failure("ses", ProviderDown("refused", provider="ses"))
     assert not a.allow("ses") and not b.allow("ses")  # shared: b never saw a failure itself
@@ -84,8 +84,8 @@ def test_provider_failures_open_the_circuit_for_every_sender_then_one_probe_clos
 
 
 def test_a_failed_probe_reopens_the_circuit() -> None:
-    store, clock = InMemoryStore(), Clock()
-    breaker = CircuitBreaker(store, BreakerPolicy(failure_threshold=1, cooldown_seconds=10, refresh_seconds=0), clock)
+    state, clock = InMemorySharedState(), Clock()
+    breaker = CircuitBreaker(state, BreakerPolicy(failure_threshold=1, cooldown_seconds=10, refresh_seconds=0), clock)
     breaker.record_failure("ses", Transient("503", provider="ses"))
     clock.now += 11
     assert breaker.allow("ses")
@@ -97,16 +97,16 @@ def test_a_failed_probe_reopens_the_circuit() -> None:
 
 @pytest.mark.parametrize("error", [HardBounce("550"), SoftBounce("452 4.2.2"), Throttled("slow")])
 def test_recipient_errors_and_throttling_never_trip_the_breaker(error: Exception) -> None:
-    store, clock = InMemoryStore(), Clock()
-    breaker = CircuitBreaker(store, BreakerPolicy(failure_threshold=1, refresh_seconds=0), clock)
+    state, clock = InMemorySharedState(), Clock()
+    breaker = CircuitBreaker(state, BreakerPolicy(failure_threshold=1, refresh_seconds=0), clock)
     for _ in range(10):
         breaker.record_failure("ses", error)  # type: ignore[arg-type]
     assert breaker.allow("ses")
 
 
 def test_the_chain_skips_an_open_circuit_without_calling_the_provider() -> None:
-    store, clock = InMemoryStore(), Clock()
-    breaker = CircuitBreaker(store, BreakerPolicy(failure_threshold=2, refresh_seconds=0), clock)
+    state, clock = InMemorySharedState(), Clock()
+    breaker = CircuitBreaker(state, BreakerPolicy(failure_threshold=2, refresh_seconds=0), clock)
     ses = FakeProvider("ses", fail=lambda e: ProviderDown("refused", provider="ses"))
     smtp = FakeProvider("smtp")
     chain = ProviderChain([ses, smtp], breaker=breaker)
@@ -118,8 +118,8 @@ def test_the_chain_skips_an_open_circuit_without_calling_the_provider() -> None:
 
 
 def test_every_circuit_open_is_a_later_not_a_failed_attempt() -> None:
-    store, clock = InMemoryStore(), Clock()
-    breaker = CircuitBreaker(store, BreakerPolicy(failure_threshold=1, refresh_seconds=0), clock)
+    state, clock = InMemorySharedState(), Clock()
+    breaker = CircuitBreaker(state, BreakerPolicy(failure_threshold=1, refresh_seconds=0), clock)
     for name in ("ses", "smtp"):
         breaker.record_failure(name, ProviderDown("x", provider=name))
     chain = ProviderChain([FakeProvider("ses"), FakeProvider("smtp")], breaker=breaker)
@@ -128,9 +128,9 @@ def test_every_circuit_open_is_a_later_not_a_failed_attempt() -> None:
 
 
 def test_the_chain_fails_over_when_our_own_rate_limit_is_reached() -> None:
-    store, clock = InMemoryStore(), Clock()
+    state, clock = InMemorySharedState(), Clock()
     limiter = RateLimiter(
-        store, {"ses": RateLimit(per_second=2, high_reserve=0)}, clock=clock, sleep=clock.sleep, max_wait=0
+        state, {"ses": RateLimit(per_second=2, high_reserve=0)}, clock=clock, sleep=clock.sleep, max_wait=0
     )
     ses, smtp = FakeProvider("ses"), FakeProvider("smtp")
     chain = ProviderChain([ses, smtp], limiter=limiter)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
 import pytest
 
 from massmailer.errors import ConfigurationError, HardBounce, ProviderDown, SoftBounce, Throttled, Transient
-from massmailer.memory import InMemoryQueue, InMemoryStore
+from massmailer.memory import InMemoryQueue
 from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Lane
 from massmailer.providers.chain import ProviderChain
 from massmailer.sending import RetryPolicy, SenderContext, send_batch
-from massmailer.store import StoreUnavailable
+from massmailer.store import InMemoryStores, Stores, StoreUnavailable
+from massmailer.store.suppressions import InMemorySuppressions
 from massmailer.unsubscribe import Unsubscriber
 from tests.support import make_campaign
 from tests.unit.fakes import FakeProvider
@@ -20,12 +22,17 @@ from tests.unit.fakes import FakeProvider
 CAMPAIGN = "cmp-1"
 
 
-def _ctx(*providers: FakeProvider, store: InMemoryStore | None = None, clock=None) -> SenderContext:
-    store = store or InMemoryStore(**({"clock": clock} if clock else {}))
-    if CAMPAIGN not in store.campaigns:
-        store.put_campaign(make_campaign(CAMPAIGN, content=Content(subject="Hi {{ name }}", text="Hello {{ name }}")))
+def _ctx(*providers: FakeProvider, store: InMemoryStores | None = None, clock=None) -> SenderContext:
+    store = store or Stores.in_memory(**({"clock": clock} if clock else {}))
+    if CAMPAIGN not in store.campaigns.by_id:
+        store.campaigns.put_campaign(
+            make_campaign(CAMPAIGN, content=Content(subject="Hi {{ name }}", text="Hello {{ name }}"))
+        )
     return SenderContext(
-        store=store,
+        campaigns=store.campaigns,
+        messages=store.messages,
+        suppressions=store.suppressions,
+        markers=store.markers,
         queue=InMemoryQueue(),
         chain=ProviderChain(list(providers)),
         from_address="noreply@example.com",
@@ -61,8 +68,8 @@ def test_each_recipient_is_rendered_and_sent_once_and_counted() -> None:
     raw = next(e.raw for e in ses.sent if e.recipient == "u1@example.com")
     assert b"Subject: Hi N1\r\n" in raw and b"Hello N1" in raw
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in raw
-    assert ctx.store.get_campaign(CAMPAIGN).counts.sent == 3  # type: ignore[union-attr]
-    assert ctx.store.get_message("m1")["status"] == "SENT"  # type: ignore[index]
+    assert ctx.campaigns.get_campaign(CAMPAIGN).counts.sent == 3  # type: ignore[union-attr]
+    assert ctx.messages.get_message("m1")["status"] == "SENT"  # type: ignore[index]
 
 
 def test_a_redelivered_batch_sends_nobody_twice() -> None:
@@ -72,7 +79,7 @@ def test_a_redelivered_batch_sends_nobody_twice() -> None:
     again = send_batch(ctx, _batch(3))
     assert len(ses.sent) == 3
     assert again.outcomes["skipped"] == 3
-    assert ctx.store.get_campaign(CAMPAIGN).counts.sent == 3  # type: ignore[union-attr]
+    assert ctx.campaigns.get_campaign(CAMPAIGN).counts.sent == 3  # type: ignore[union-attr]
 
 
 def test_provider_down_fails_over_to_the_secondary() -> None:
@@ -81,7 +88,7 @@ def test_provider_down_fails_over_to_the_secondary() -> None:
     ctx = _ctx(ses, smtp)
     report = send_batch(ctx, _batch(3))
     assert len(smtp.sent) == 3 and report.fallbacks == 3
-    assert ctx.store.get_message("m0")["provider"] == "smtp"  # type: ignore[index]
+    assert ctx.messages.get_message("m0")["provider"] == "smtp"  # type: ignore[index]
 
 
 @pytest.mark.parametrize("error", [HardBounce("550 5.1.1 no such user"), SoftBounce("452 4.2.2 mailbox full")])
@@ -100,8 +107,8 @@ def test_a_hard_bounce_fails_at_once_and_suppresses_the_address() -> None:
     ctx = _ctx(ses)
     report = send_batch(ctx, _batch(3))
     assert report.outcomes == {"sent": 2, "failed": 1}
-    assert ctx.store.get_message("m1")["status"] == "FAILED"  # type: ignore[index]
-    assert ctx.store.is_suppressed("U1@example.com")
+    assert ctx.messages.get_message("m1")["status"] == "FAILED"  # type: ignore[index]
+    assert ctx.suppressions.is_suppressed("U1@example.com")
     assert _requeued(ctx) == []
 
 
@@ -114,8 +121,8 @@ def test_throttling_requeues_without_using_an_attempt_and_is_not_a_failure() -> 
     ((retry, delay),) = _requeued(ctx)
     assert [r.attempt for r in retry.recipients] == [2, 2]  # no attempt consumed
     assert 10 <= delay <= 20
-    assert ctx.store.get_message("m0")["status"] == "RETRY_WAIT"  # type: ignore[index]
-    assert ctx.store.get_campaign(CAMPAIGN).counts.failed == 0  # type: ignore[union-attr]
+    assert ctx.messages.get_message("m0")["status"] == "RETRY_WAIT"  # type: ignore[index]
+    assert ctx.campaigns.get_campaign(CAMPAIGN).counts.failed == 0  # type: ignore[union-attr]
 
 
 def test_transient_errors_back_off_exponentially_then_fail_after_max_attempts() -> None:
@@ -133,7 +140,7 @@ def test_transient_errors_back_off_exponentially_then_fail_after_max_attempts() 
     report = send_batch(ctx, batch)  # the 4th attempt fails too → FAILED, not requeued
     assert report.outcomes == {"failed": 1}
     assert _requeued(ctx) == []
-    record = ctx.store.get_message("m0")
+    record = ctx.messages.get_message("m0")
     assert record["status"] == "FAILED" and "gave up after 4 attempts" in record["last_error"]  # type: ignore[index]
 
 
@@ -159,20 +166,20 @@ def test_a_missing_template_variable_fails_that_recipient_with_the_reason() -> N
     batch.recipients[1].variables = {}
     report = send_batch(ctx, batch)
     assert report.outcomes == {"sent": 1, "failed": 1}
-    assert "template variable missing" in ctx.store.get_message("m1")["last_error"]  # type: ignore[index]
-    assert "'name' is undefined" in ctx.store.get_message("m1")["last_error"]  # type: ignore[index]
+    assert "template variable missing" in ctx.messages.get_message("m1")["last_error"]  # type: ignore[index]
+    assert "'name' is undefined" in ctx.messages.get_message("m1")["last_error"]  # type: ignore[index]
 
 
 def test_a_suppressed_address_is_not_sent_at_send_time() -> None:
     ses = FakeProvider("ses")
     ctx = _ctx(ses)
-    ctx.store.suppress("u2@EXAMPLE.com", "unsubscribe")
+    ctx.suppressions.suppress("u2@EXAMPLE.com", "unsubscribe")
     report = send_batch(ctx, _batch(3))
     assert report.outcomes == {"sent": 2, "suppressed": 1}
-    assert ctx.store.get_message("m2")["status"] == "SUPPRESSED"  # type: ignore[index]
+    assert ctx.messages.get_message("m2")["status"] == "SUPPRESSED"  # type: ignore[index]
 
 
-class CountingLookups(InMemoryStore):
+class CountingLookups(InMemorySuppressions):
     def __init__(self, clock=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**({"clock": clock} if clock else {}))
         self.lookups = 0
@@ -182,50 +189,55 @@ class CountingLookups(InMemoryStore):
         return super().suppressed_among(addresses)
 
 
+def _with(suppressions: InMemorySuppressions, clock) -> InMemoryStores:  # type: ignore[no-untyped-def]
+    """In-memory stores whose suppression list is ``suppressions``."""
+    return dataclasses.replace(Stores.in_memory(clock=clock), suppressions=suppressions)
+
+
 def test_a_batch_the_splitter_just_checked_is_not_looked_up_again() -> None:
     now = [10_000.0]
-    store = CountingLookups(clock=lambda: now[0])
-    ctx = _ctx(FakeProvider("ses"), store=store, clock=lambda: now[0])
+    lookups = CountingLookups(clock=lambda: now[0])
+    ctx = _ctx(FakeProvider("ses"), store=_with(lookups, lambda: now[0]), clock=lambda: now[0])
     fresh = _batch(3).model_copy(update={"suppression_checked_at": now[0] - 5})
 
     report = send_batch(ctx, fresh)
 
-    assert report.outcomes == {"sent": 3} and store.lookups == 0
+    assert report.outcomes == {"sent": 3} and lookups.lookups == 0
 
 
 @pytest.mark.parametrize("checked_at", [None, 10_000.0 - 601, 10_000.0 + 60])  # unchecked, stale, from the future
 def test_a_batch_without_a_fresh_check_is_checked_at_send_time(checked_at: float | None) -> None:
     now = [10_000.0]
-    store = CountingLookups(clock=lambda: now[0])
-    ctx = _ctx(FakeProvider("ses"), store=store, clock=lambda: now[0])
-    store.suppress("u1@example.com", "unsubscribe")
+    lookups = CountingLookups(clock=lambda: now[0])
+    ctx = _ctx(FakeProvider("ses"), store=_with(lookups, lambda: now[0]), clock=lambda: now[0])
+    lookups.suppress("u1@example.com", "unsubscribe")
 
     report = send_batch(ctx, _batch(3).model_copy(update={"suppression_checked_at": checked_at}))
 
-    assert report.outcomes == {"sent": 2, "suppressed": 1} and store.lookups == 1
+    assert report.outcomes == {"sent": 2, "suppressed": 1} and lookups.lookups == 1
 
 
 def test_a_retried_recipient_is_checked_again_whatever_its_first_batch_said() -> None:
     now = [10_000.0]
     failures = iter([Transient("451 try later")])
     ses = FakeProvider("ses", fail=lambda _email: next(failures, None))
-    store = CountingLookups(clock=lambda: now[0])
-    ctx = _ctx(ses, store=store, clock=lambda: now[0])
+    lookups = CountingLookups(clock=lambda: now[0])
+    ctx = _ctx(ses, store=_with(lookups, lambda: now[0]), clock=lambda: now[0])
     send_batch(ctx, _batch(1).model_copy(update={"suppression_checked_at": now[0]}))
     [(retry, _)] = _requeued(ctx)
     assert retry.suppression_checked_at is None
-    store.suppress("u0@example.com", "unsubscribe")  # e.g. a one-click unsubscribe meanwhile
+    lookups.suppress("u0@example.com", "unsubscribe")  # e.g. a one-click unsubscribe meanwhile
 
     report = send_batch(ctx, retry)
 
-    assert report.outcomes == {"suppressed": 1} and store.lookups == 1
+    assert report.outcomes == {"suppressed": 1} and lookups.lookups == 1
 
 
 def test_a_recipient_leased_by_another_sender_is_requeued_after_the_lease_not_dropped() -> None:
     now = [1000.0]
     ses = FakeProvider("ses")
     ctx = _ctx(ses, clock=lambda: now[0])
-    ctx.store.claim_recipient(
+    ctx.messages.claim_recipient(
         "m0", email="u0@example.com", campaign_id=CAMPAIGN, lane="low", attempt=0, lease_seconds=300
     )
     report = send_batch(ctx, _batch(1))
@@ -246,7 +258,7 @@ def test_a_failure_to_record_after_a_successful_send_never_causes_a_second_send(
         calls.append(args)
         raise StoreUnavailable("DynamoDB unreachable")
 
-    monkeypatch.setattr(ctx.store, "record_sent", broken)
+    monkeypatch.setattr(ctx.messages, "record_sent", broken)
     monkeypatch.setattr("massmailer.sending.time.sleep", lambda s: None)
     report = send_batch(ctx, _batch(1))
     assert len(ses.sent) == 1 and len(calls) == 3  # recorded 3 times, then given up
@@ -261,7 +273,7 @@ def test_store_outage_before_sending_requeues_the_recipient() -> None:
     def down(*a, **k):
         raise StoreUnavailable("timeout")
 
-    ctx.store.claim_recipient = down  # type: ignore[method-assign]
+    ctx.messages.claim_recipient = down  # type: ignore[method-assign]
     report = send_batch(ctx, _batch(2))
     assert report.outcomes == {"retry_store": 2} and ses.sent == []
     ((retry, _),) = _requeued(ctx)
@@ -271,7 +283,7 @@ def test_store_outage_before_sending_requeues_the_recipient() -> None:
 def test_a_paused_campaign_sends_nothing_and_keeps_its_recipients() -> None:
     ses = FakeProvider("ses")
     ctx = _ctx(ses)
-    ctx.store.set_campaign_status(CAMPAIGN, CampaignStatus.PAUSED)
+    ctx.campaigns.set_campaign_status(CAMPAIGN, CampaignStatus.PAUSED)
     report = send_batch(ctx, _batch(3))
     assert ses.sent == [] and report.outcomes == {"paused": 3}
     ((retry, delay),) = _requeued(ctx)
@@ -283,7 +295,7 @@ def test_transactional_mail_uses_its_own_stored_content_and_has_no_unsubscribe_h
 
     ses = FakeProvider("ses")
     ctx = _ctx(ses)
-    ctx.store.create_message(
+    ctx.messages.create_message(
         MessageRecord(message_id="t1", email="a@example.com", status=Status.QUEUED, lane=Lane.HIGH),
         {
             "content": {"subject": "Code {{ c }}", "text": "c={{ c }}", "html": None},
@@ -300,7 +312,7 @@ def test_transactional_mail_uses_its_own_stored_content_and_has_no_unsubscribe_h
     raw = ses.sent[0].raw
     assert b"Subject: Code 9\r\n" in raw and b"X-Order: 42\r\n" in raw and b"From: x@example.com\r\n" in raw
     assert b"List-Unsubscribe" not in raw
-    assert json.loads(ctx.store.messages["t1"]["payload"])["content"]["subject"] == "Code {{ c }}"
+    assert json.loads(ctx.messages.by_id["t1"]["payload"])["content"]["subject"] == "Code {{ c }}"
 
 
 def test_a_counted_message_that_comes_back_is_acknowledged_untouched() -> None:
@@ -319,7 +331,7 @@ def test_a_counted_message_that_comes_back_is_acknowledged_untouched() -> None:
     assert again.outcomes == {"already_done": 2} and len(ses.sent) == 1
     send_batch(ctx, retry, delivery="sqs-2")
     assert [e.recipient for e in ses.sent] == ["u0@example.com", "u1@example.com"]
-    counts = ctx.store.get_campaign(CAMPAIGN).counts  # type: ignore[union-attr]
+    counts = ctx.campaigns.get_campaign(CAMPAIGN).counts  # type: ignore[union-attr]
     assert (counts.sent, counts.retried) == (2, 1)
 
 
@@ -355,7 +367,7 @@ def test_one_at_a_time_the_next_email_is_handed_over_before_this_ones_answer_is_
         "result u1@example.com",
         "result u2@example.com",
     ]
-    assert all(ctx.store.get_message(f"m{i}")["status"] == "SENT" for i in range(3))  # type: ignore[index]
+    assert all(ctx.messages.get_message(f"m{i}")["status"] == "SENT" for i in range(3))  # type: ignore[index]
 
 
 def test_a_pipelined_send_that_fails_falls_over_to_the_next_provider_and_the_rest_go_on() -> None:

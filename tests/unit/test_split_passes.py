@@ -10,9 +10,10 @@ import pytest
 
 from massmailer.audiences import Audience
 from massmailer.dedupe import DigestSet, partition, plan_passes
-from massmailer.memory import InMemoryBlobs, InMemoryQueue, InMemoryStore
+from massmailer.memory import InMemoryBlobs, InMemoryQueue
 from massmailer.models import BatchMessage, CampaignStatus, SplitRequest
 from massmailer.splitting import Checkpoint, SplitReport, SplitterContext, split_campaign
+from massmailer.store import Stores
 from tests.support import make_campaign
 
 
@@ -77,14 +78,16 @@ def _audience(n: int = 1500, seed: int = 3) -> tuple[bytes, list[str]]:
 
 
 def _context(data: bytes, suppressed: list[str], budget: int, read_size: int = 1 << 20) -> SplitterContext:
-    store, queue, blobs = InMemoryStore(), InMemoryQueue(), InMemoryBlobs(read_size=read_size)
+    store, queue, blobs = Stores.in_memory(), InMemoryQueue(), InMemoryBlobs(read_size=read_size)
     blobs.put("audiences/a.csv", data)
     campaign = make_campaign("c1", status=CampaignStatus.SPLITTING)
     campaign.audience_key = "audiences/a.csv"
-    store.put_campaign(campaign)
+    store.campaigns.put_campaign(campaign)
     for address in suppressed:
-        store.suppress(address, "bounce")
-    return SplitterContext(store=store, queue=queue, blobs=blobs, dedupe_bytes=budget)
+        store.suppressions.suppress(address, "bounce")
+    return SplitterContext(
+        campaigns=store.campaigns, suppressions=store.suppressions, queue=queue, blobs=blobs, dedupe_bytes=budget
+    )
 
 
 def _outcome(ctx: SplitterContext) -> tuple[dict[str, tuple[str, dict[str, object]]], tuple[int, ...]]:
@@ -92,7 +95,7 @@ def _outcome(ctx: SplitterContext) -> tuple[dict[str, tuple[str, dict[str, objec
     for body, _ in ctx.queue.sent["low"]:  # type: ignore[attr-defined]
         for r in BatchMessage.model_validate_json(body).recipients:
             assert recipients.setdefault(r.message_id, (r.email, r.variables)) == (r.email, r.variables)
-    c = ctx.store.get_campaign("c1").counts  # type: ignore[union-attr]
+    c = ctx.campaigns.get_campaign("c1").counts  # type: ignore[union-attr]
     return recipients, (c.total, c.duplicates, c.invalid, c.suppressed, c.queued)
 
 
@@ -192,9 +195,9 @@ def test_jsonl_multi_pass_matches_single_pass() -> None:
     for budget in (32 << 20, 1024):
         ctx = _context(b"", [], budget)
         ctx.blobs.put("audiences/a.jsonl", data)  # type: ignore[attr-defined]
-        stored = ctx.store.get_campaign("c1")
+        stored = ctx.campaigns.get_campaign("c1")
         stored.campaign.audience_key = "audiences/a.jsonl"  # type: ignore[union-attr]
-        ctx.store.put_campaign(stored.campaign)  # type: ignore[union-attr]
+        ctx.campaigns.put_campaign(stored.campaign)  # type: ignore[union-attr]
         assert split_campaign(ctx, SplitRequest(campaign_id="c1")).done
         outcomes.append(_outcome(ctx))
     assert outcomes[0] == outcomes[1]

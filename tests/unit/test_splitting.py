@@ -6,20 +6,21 @@ import json
 
 import pytest
 
-from massmailer.memory import InMemoryBlobs, InMemoryQueue, InMemoryStore
+from massmailer.memory import InMemoryBlobs, InMemoryQueue
 from massmailer.models import BatchMessage, CampaignStatus, Lane, SplitRequest
 from massmailer.queues import QueueUnavailable
 from massmailer.splitting import SplitterContext, recipient_message_id, split_campaign
+from massmailer.store import Stores
 from tests.support import make_campaign
 
 
 def _setup(lines: list[object], lane: Lane = Lane.LOW) -> SplitterContext:
-    store, queue, blobs = InMemoryStore(), InMemoryQueue(), InMemoryBlobs()
+    store, queue, blobs = Stores.in_memory(), InMemoryQueue(), InMemoryBlobs()
     blobs.put(
         "audiences/c1.jsonl", b"".join((json.dumps(x) if not isinstance(x, str) else x).encode() + b"\n" for x in lines)
     )
-    store.put_campaign(make_campaign("c1", lane=lane, status=CampaignStatus.SPLITTING))
-    return SplitterContext(store=store, queue=queue, blobs=blobs)
+    store.campaigns.put_campaign(make_campaign("c1", lane=lane, status=CampaignStatus.SPLITTING))
+    return SplitterContext(campaigns=store.campaigns, suppressions=store.suppressions, queue=queue, blobs=blobs)
 
 
 def _batches(ctx: SplitterContext, lane: str = "low") -> list[BatchMessage]:
@@ -30,7 +31,7 @@ def test_audience_is_validated_deduplicated_suppressed_and_cut_into_batches_of_5
     rows: list[object] = [{"email": f"user{i}@example.com", "variables": {"i": i}} for i in range(120)]
     rows += [{"email": "USER7@Example.com"}, {"email": "not an address"}, "{broken json", {"nope": 1}]
     ctx = _setup(rows)
-    ctx.store.suppress("user3@example.com", "bounce")
+    ctx.suppressions.suppress("user3@example.com", "bounce")
 
     report = split_campaign(ctx, SplitRequest(campaign_id="c1"))
 
@@ -40,10 +41,10 @@ def test_audience_is_validated_deduplicated_suppressed_and_cut_into_batches_of_5
     assert len(emails) == len(set(emails)) == 119
     assert "user3@example.com" not in emails
     assert report.done
-    counts = ctx.store.get_campaign("c1").counts  # type: ignore[union-attr]
+    counts = ctx.campaigns.get_campaign("c1").counts  # type: ignore[union-attr]
     assert (counts.total, counts.suppressed, counts.duplicates, counts.invalid) == (120, 1, 1, 3)
     assert counts.queued == 119
-    assert ctx.store.get_campaign("c1").campaign.status == CampaignStatus.SENDING  # type: ignore[union-attr]
+    assert ctx.campaigns.get_campaign("c1").campaign.status == CampaignStatus.SENDING  # type: ignore[union-attr]
     assert {r.email: r.variables for b in batches for r in b.recipients}["user5@example.com"] == {"i": 5}
     assert batches[0].recipients[0].message_id == recipient_message_id("c1", "user0@example.com")
 
@@ -67,14 +68,14 @@ def test_a_crash_mid_split_resumes_from_the_checkpoint_without_skipping_or_doubl
     ctx.queue.send = flaky  # type: ignore[method-assign]
     with pytest.raises(QueueUnavailable):
         split_campaign(ctx, SplitRequest(campaign_id="c1"))
-    assert ctx.store.get_campaign("c1").split_cursor > 0  # type: ignore[union-attr]
+    assert ctx.campaigns.get_campaign("c1").split_cursor > 0  # type: ignore[union-attr]
 
     split_campaign(ctx, SplitRequest(campaign_id="c1"))  # the redelivered split request
 
     emails = [r.email for b in _batches(ctx) for r in b.recipients]
     assert sorted(set(emails)) == sorted(f"u{i}@example.com" for i in range(1234))
     assert len(emails) == 1234  # the failed chunk was never enqueued, so nothing is duplicated here
-    assert ctx.store.get_campaign("c1").counts.total == 1234  # type: ignore[union-attr]
+    assert ctx.campaigns.get_campaign("c1").counts.total == 1234  # type: ignore[union-attr]
 
 
 def test_duplicates_across_a_resume_are_still_dropped() -> None:
@@ -85,7 +86,7 @@ def test_duplicates_across_a_resume_are_still_dropped() -> None:
     first = split_campaign(ctx, SplitRequest(campaign_id="c1"))
     assert first.continued and ctx.queue.sent["split"]  # type: ignore[attr-defined]
     split_campaign(ctx, SplitRequest(campaign_id="c1"))
-    counts = ctx.store.get_campaign("c1").counts  # type: ignore[union-attr]
+    counts = ctx.campaigns.get_campaign("c1").counts  # type: ignore[union-attr]
     assert (counts.total, counts.duplicates) == (600, 1)
 
 

@@ -10,9 +10,10 @@ import pytest
 
 from massmailer.addresses import InvalidAddress, normalize_address
 from massmailer.audiences import AudienceError, open_audience
-from massmailer.memory import InMemoryBlobs, InMemoryQueue, InMemoryStore
+from massmailer.memory import InMemoryBlobs, InMemoryQueue
 from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Lane, SplitRequest
 from massmailer.splitting import SplitterContext, recipient_message_id, split_campaign
+from massmailer.store import Stores
 from tests.support import make_campaign
 from tests.unit.test_addresses import SAMPLES
 
@@ -26,12 +27,12 @@ def _csv(rows: list[list[str]], newline: str = "\n") -> bytes:
 
 
 def _setup(data: bytes, read_size: int = 1 << 20, key: str = KEY) -> SplitterContext:
-    store, queue, blobs = InMemoryStore(), InMemoryQueue(), InMemoryBlobs(read_size=read_size)
+    store, queue, blobs = Stores.in_memory(), InMemoryQueue(), InMemoryBlobs(read_size=read_size)
     blobs.put(key, data)
     campaign = make_campaign("c1", status=CampaignStatus.SPLITTING)
     campaign.audience_key = key
-    store.put_campaign(campaign)
-    return SplitterContext(store=store, queue=queue, blobs=blobs)
+    store.campaigns.put_campaign(campaign)
+    return SplitterContext(campaigns=store.campaigns, suppressions=store.suppressions, queue=queue, blobs=blobs)
 
 
 def _bodies(ctx: SplitterContext) -> list[str]:
@@ -43,7 +44,7 @@ def _recipients(ctx: SplitterContext) -> dict[str, dict[str, object]]:
 
 
 def _counts(ctx: SplitterContext) -> tuple[int, int, int, int]:
-    c = ctx.store.get_campaign("c1").counts  # type: ignore[union-attr]
+    c = ctx.campaigns.get_campaign("c1").counts  # type: ignore[union-attr]
     return c.total, c.duplicates, c.invalid, c.suppressed
 
 
@@ -177,7 +178,7 @@ def test_resume_rereads_the_header_and_dedupes_across_the_checkpoint() -> None:
     ctx.queue.send = crash_on_second_chunk  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
         split_campaign(ctx, SplitRequest(campaign_id="c1"))
-    assert ctx.store.get_campaign("c1").split_cursor > 0  # type: ignore[union-attr]
+    assert ctx.campaigns.get_campaign("c1").split_cursor > 0  # type: ignore[union-attr]
 
     report = split_campaign(ctx, SplitRequest(campaign_id="c1"))
 
@@ -209,7 +210,7 @@ def test_an_unusable_header_is_refused_with_the_reason(data: bytes, reason: str)
 def test_a_split_whose_audience_became_unusable_fails_the_campaign_with_the_reason() -> None:
     ctx = _setup(b"name\nAda\n")
     report = split_campaign(ctx, SplitRequest(campaign_id="c1"))
-    stored = ctx.store.get_campaign("c1")
+    stored = ctx.campaigns.get_campaign("c1")
     assert not report.done and report.error and "no 'email' column" in report.error
     assert stored.campaign.status == CampaignStatus.FAILED  # type: ignore[union-attr]
     assert "no 'email' column" in (stored.campaign.last_error or "")  # type: ignore[union-attr]
@@ -218,15 +219,15 @@ def test_a_split_whose_audience_became_unusable_fails_the_campaign_with_the_reas
 
 def test_an_audience_replaced_after_the_campaign_was_accepted_fails_it() -> None:
     ctx = _setup(_csv([["email"], *([f"u{i}@example.com"] for i in range(10))]))
-    stored = ctx.store.get_campaign("c1")
+    stored = ctx.campaigns.get_campaign("c1")
     stored.campaign.audience_etag = ctx.blobs.etag(KEY)  # type: ignore[attr-defined,union-attr]
-    ctx.store.put_campaign(stored.campaign)  # type: ignore[union-attr]
+    ctx.campaigns.put_campaign(stored.campaign)  # type: ignore[union-attr]
     ctx.blobs.put(KEY, b"email\nsomeone.else@example.com\n")
 
     report = split_campaign(ctx, SplitRequest(campaign_id="c1"))
 
     assert report.error and "replaced" in report.error
-    assert ctx.store.get_campaign("c1").campaign.status == CampaignStatus.FAILED  # type: ignore[union-attr]
+    assert ctx.campaigns.get_campaign("c1").campaign.status == CampaignStatus.FAILED  # type: ignore[union-attr]
     assert not _bodies(ctx)
 
 

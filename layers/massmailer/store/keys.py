@@ -1,0 +1,82 @@
+"""The job table's layout: every key the repositories write, built in one place.
+
+The table's key attribute names and index names come from ``massmailer.spec.JOB_TABLE``.
+
+=====================  ====================  ======  ==========================================
+item                   PK                    SK      notes
+=====================  ====================  ======  ==========================================
+campaign               CAMPAIGN#<id>         META    status, counters (c_*), split cursor (<1 KiB)
+campaign content       CAMPAIGN#<id>         CONTENT the campaign document (templates, options)
+message record         MSG#<message_id>      MSG     status, attempts, lease; GSI1PK=PMID#<id> (opt-in)
+suppression            SUPP#<address key>    SUPP    reason, details
+idempotency key        IDEMP#<key>           IDEMP   request hash + stored response, TTL 24 h
+processed SES event    EVT#<digest>          EVT     de-duplicates notifications, TTL 30 days
+counted queue message  COUNTED#<message id>  COUNTED a sender batch's counts were added, TTL 14 days
+rate-limit window      <limiter key>         W#<n>   tokens used / failures in window n, TTL
+shared state           <breaker key>         STATE   a circuit breaker's state, versioned
+=====================  ====================  ======  ==========================================
+
+Repositories (one module each): ``campaigns`` (META + CONTENT; ``count_batch`` also writes the
+COUNTED marker in the same transaction), ``messages`` (MSG and the GSI1 provider index),
+``suppressions`` (SUPP), ``idempotency`` (IDEMP), ``provider_state`` (W# and STATE), ``markers``
+(EVT and reading COUNTED).
+"""
+
+from __future__ import annotations
+
+from massmailer.addresses import address_key
+from massmailer.spec import JOB_TABLE
+
+PK = JOB_TABLE.partition_key
+SK = JOB_TABLE.sort_key
+PROVIDER_INDEX = JOB_TABLE.indexes[0]  # GSI1: SES's message id → message record
+
+META = "META"
+CONTENT = "CONTENT"
+SUPPRESSION_PREFIX = "SUPP#"
+
+
+def campaign_partition(campaign_id: str) -> str:
+    return f"CAMPAIGN#{campaign_id}"
+
+
+def campaign_key(campaign_id: str) -> dict[str, str]:
+    return {PK: campaign_partition(campaign_id), SK: META}
+
+
+def campaign_content_key(campaign_id: str) -> dict[str, str]:
+    """The campaign's document, apart from META: every counter update writes META, and DynamoDB
+    bills a write per KiB of the whole item, so the templates must not ride along (3 WRU → 1)."""
+    return {PK: campaign_partition(campaign_id), SK: CONTENT}
+
+
+def message_key(message_id: str) -> dict[str, str]:
+    return {PK: f"MSG#{message_id}", SK: "MSG"}
+
+
+def suppression_key(address: str) -> dict[str, str]:
+    return {PK: f"{SUPPRESSION_PREFIX}{address_key(address)}", SK: "SUPP"}
+
+
+def idempotency_key(key: str) -> dict[str, str]:
+    return {PK: f"IDEMP#{key}", SK: "IDEMP"}
+
+
+def counted_key(delivery: str) -> dict[str, str]:
+    return {PK: f"COUNTED#{delivery}", SK: "COUNTED"}
+
+
+def event_key(digest: str) -> dict[str, str]:
+    return {PK: f"EVT#{digest}", SK: "EVT"}
+
+
+def provider_index_key(provider_message_id: str) -> dict[str, str]:
+    return {PROVIDER_INDEX.partition_key: f"PMID#{provider_message_id}", PROVIDER_INDEX.sort_key: "MSG"}
+
+
+def window_key(key: str, window: int) -> dict[str, str]:
+    return {PK: key, SK: f"W#{window}"}
+
+
+def state_key(key: str) -> dict[str, str]:
+    return {PK: key, SK: "STATE"}
