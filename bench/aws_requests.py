@@ -61,6 +61,14 @@ def _s(value: Any) -> Any:
     return value
 
 
+def clock_driven(pk: str, read: bool = False) -> bool:
+    """An item whose requests follow elapsed time, not the number of emails: the providers' shared
+    rate windows (``W#<second>``) and breaker state (``STATE``), and (reads) the campaign the sender
+    re-reads when its short cache expires. Their count per email moves with the run's duration."""
+    partition, _, sort = pk.partition("|")
+    return sort.startswith("W#") or sort == "STATE" or (read and partition.startswith("CAMPAIGN#"))
+
+
 def _chunks(size: int) -> int:
     return max(1, math.ceil(size / 65536))
 
@@ -537,6 +545,8 @@ def moto_campaign_run(recipients: int, notify_sample: int, ses_rate: float) -> d
                 "write_requests": len(count.writes),
                 "conditional_failures": sum(1 for w in count.writes if w.failed),
                 "read_requests": len(count.reads),
+                "clock_driven_write_requests": sum(1 for w in count.writes if clock_driven(w.pk)),
+                "clock_driven_read_requests": sum(1 for r in count.reads if all(clock_driven(k, read=True) for k in r.pks)),
                 **_units(count, sizes, gsi_pks),
             },
             "invocations": dict(count.invocations),
@@ -596,6 +606,12 @@ def per_email(
         totals["sqs_billed"] += st["sqs_billed_requests"] * f
         totals["ddb_write_requests"] += st["dynamodb"]["write_requests"] * f
         totals["ddb_read_requests"] += st["dynamodb"]["read_requests"] * f
+        totals["ddb_write_requests_per_email"] += (
+            st["dynamodb"]["write_requests"] - st["dynamodb"]["clock_driven_write_requests"]
+        ) * f
+        totals["ddb_read_requests_per_email"] += (
+            st["dynamodb"]["read_requests"] - st["dynamodb"]["clock_driven_read_requests"]
+        ) * f
         totals["ddb_conditional_failures"] += st["dynamodb"]["conditional_failures"] * f
         totals["ddb_wru"] += (st["dynamodb"]["wru"] + st["dynamodb"]["gsi_wru"]) * f
         totals["ddb_rru"] += st["dynamodb"]["rru"] * f
@@ -668,6 +684,20 @@ def run(
         ),
         "ddb_reads": Row(
             "aws.ddb_reads", "DynamoDB read requests / email (send path)", "req", higher_is_better=False, digits=3
+        ),
+        "ddb_writes_per_email": Row(
+            "aws.ddb_writes_per_email",
+            "  of which per email (without clock-driven rate windows, breaker state, campaign re-reads)",
+            "req",
+            higher_is_better=False,
+            digits=4,
+        ),
+        "ddb_reads_per_email": Row(
+            "aws.ddb_reads_per_email",
+            "  of the reads, per email (without clock-driven ones)",
+            "req",
+            higher_is_better=False,
+            digits=4,
         ),
         "ddb_wru": Row(
             "aws.ddb_wru", "DynamoDB WRU / email incl. GSI (send path)", "WRU", higher_is_better=False, digits=3
@@ -768,6 +798,8 @@ def run(
         rows["ddb_writes"].samples.append(send["ddb_write_requests"])
         rows["ddb_cond"].samples.append(send["ddb_conditional_failures"])
         rows["ddb_reads"].samples.append(send["ddb_read_requests"])
+        rows["ddb_writes_per_email"].samples.append(send["ddb_write_requests_per_email"])
+        rows["ddb_reads_per_email"].samples.append(send["ddb_read_requests_per_email"])
         rows["ddb_wru"].samples.append(send["ddb_wru"])
         rows["ddb_rru"].samples.append(send["ddb_rru"])
         rows["sqs"].samples.append(send["sqs_requests"])

@@ -45,6 +45,8 @@ EXPECTED_ROWS = {
         "aws.ddb_writes",
         "aws.ddb_conditional_failures",
         "aws.ddb_reads",
+        "aws.ddb_writes_per_email",
+        "aws.ddb_reads_per_email",
         "aws.ddb_wru",
         "aws.ddb_rru",
         "aws.sqs",
