@@ -821,19 +821,6 @@ def _freeze_long_lived(interval: float = 2.0) -> None:
     threading.Thread(target=freeze, name="moto-gc-freeze", daemon=True).start()
 
 
-# What moto's backends do per request: these patches apply as well to moto in process (mock_aws).
-_BACKEND_PATCHES: tuple[tuple[str, Any], ...] = (
-    ("sqs clock", _patch_sqs_clock),
-    ("sns signing", _patch_sns_signing),
-    ("dynamodb expression walks", _patch_dynamodb_traversal),
-    ("dynamodb expression parsing", _patch_dynamodb_parsing),
-    ("dynamodb validation walks", _patch_dynamodb_validation),
-    ("dynamodb lookups", _patch_dynamodb_lookups),
-    ("dynamodb partition query", _patch_dynamodb_partition_query),
-    ("dynamodb transactions", _patch_dynamodb_transactions),
-)
-
-
 def _check_dispatcher() -> None:
     """``cached_dispatcher`` subclasses moto's dispatcher (nothing to replace here: checked only)."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
