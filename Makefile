@@ -11,7 +11,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: venv lock demo test test-py313 test-fast lint synth deploy destroy clean
 
 # Dependencies: uv.lock pins every package with its hashes (README, "Dependencies"). uv itself is the
-# one thing installed with pip, at the version and hashes of requirements-uv.txt, into .tools/uv;
+# one thing installed with pip, at the version and hashes of requirements-uv.txt, into a virtualenv
+# of its own, .tools/uv (so the machine needs python3 with venv, nothing more);
 # it then installs .venv (extra "dev") and .venv313 (extra "test") from the lock and nothing else.
 # --locked refuses a lock that no longer matches pyproject.toml: run `make lock` after editing it.
 UV_DIR := .tools/uv
@@ -20,8 +21,9 @@ export UV_PYTHON_DOWNLOADS := never
 
 $(UV): requirements-uv.txt
 	rm -rf $(UV_DIR)
-	$(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore \
-	  --require-hashes --no-deps --only-binary=:all: --target $(UV_DIR) -r requirements-uv.txt
+	$(PYTHON) -m venv $(UV_DIR)
+	$(UV_DIR)/bin/python -m pip install -q --disable-pip-version-check \
+	  --require-hashes --no-deps --only-binary=:all: -r requirements-uv.txt
 	touch $@
 
 # `make lock` re-resolves after a pyproject.toml change, keeping every other pin; LOCK_ARGS moves

@@ -42,6 +42,7 @@ from typing import Any
 from bench.common import Row, Section, Target
 from bench.prices import CHECKED, PRICES, lambda_seconds
 from bench.workload import CONTENT, FROM_ADDRESS, address_for, quiet_powertools, variables_for
+from massmailer.store import keys
 
 TARGET_DDB_WRITES = Target("<=", 2.1, "≤ 2.1 writes/email")
 TARGET_SQS = Target("<=", 0.05, "≤ 0.05 requests/email")
@@ -66,7 +67,11 @@ def clock_driven(pk: str, read: bool = False) -> bool:
     rate windows (``W#<second>``) and breaker state (``STATE``), and (reads) the campaign the sender
     re-reads when its short cache expires. Their count per email moves with the run's duration."""
     partition, _, sort = pk.partition("|")
-    return sort.startswith("W#") or sort == "STATE" or (read and partition.startswith("CAMPAIGN#"))
+    return (
+        sort.startswith(keys.WINDOW_PREFIX)
+        or sort == keys.STATE
+        or (read and partition.startswith(keys.CAMPAIGN_PREFIX))
+    )
 
 
 def _chunks(size: int) -> int:
@@ -177,7 +182,7 @@ class RequestCounter:
     def _pk(key: Any) -> str:
         """The item's identity: ``PK|SK``."""
         key = key or {}
-        return f"{_s(key.get('PK', '?'))}|{_s(key.get('SK', ''))}"
+        return f"{_s(key.get(keys.PK, '?'))}|{_s(key.get(keys.SK, ''))}"
 
     def _dynamo(self, count: StageCount, op: str, params: dict[str, Any], parsed: Any, error: str | None) -> None:
         failed = error == "ConditionalCheckFailedException"
@@ -313,7 +318,7 @@ def _table_sizes(client: Any, table: str) -> dict[str, tuple[int, bool]]:
     while True:
         page = client.scan(**kwargs)
         for item in page.get("Items", []):
-            sizes[f"{item['PK']['S']}|{item.get('SK', {}).get('S', '')}"] = (
+            sizes[f"{item[keys.PK]['S']}|{item.get(keys.SK, {}).get('S', '')}"] = (
                 item_size(item),
                 any(k in item for k in GSI_KEYS),
             )
@@ -479,8 +484,9 @@ def moto_campaign_run(recipients: int, notify_sample: int, ses_rate: float) -> d
                 records = []
                 kwargs: dict[str, Any] = {
                     "TableName": table,
-                    "FilterExpression": "begins_with(PK, :m)",
-                    "ExpressionAttributeValues": {":m": {"S": "MSG#"}},
+                    "FilterExpression": "begins_with(#pk, :m)",
+                    "ExpressionAttributeNames": {"#pk": keys.PK},
+                    "ExpressionAttributeValues": {":m": {"S": keys.MESSAGE_PREFIX}},
                 }
                 while True:
                     page = low_level.scan(**kwargs)
@@ -546,7 +552,9 @@ def moto_campaign_run(recipients: int, notify_sample: int, ses_rate: float) -> d
                 "conditional_failures": sum(1 for w in count.writes if w.failed),
                 "read_requests": len(count.reads),
                 "clock_driven_write_requests": sum(1 for w in count.writes if clock_driven(w.pk)),
-                "clock_driven_read_requests": sum(1 for r in count.reads if all(clock_driven(k, read=True) for k in r.pks)),
+                "clock_driven_read_requests": sum(
+                    1 for r in count.reads if all(clock_driven(k, read=True) for k in r.pks)
+                ),
                 **_units(count, sizes, gsi_pks),
             },
             "invocations": dict(count.invocations),
@@ -565,8 +573,10 @@ def moto_campaign_run(recipients: int, notify_sample: int, ses_rate: float) -> d
         "dlq_depths": dlq_depths,
         "stages": stages,
         "item_bytes": {
-            "message_record_max": max((s for pk, (s, _) in sizes.items() if pk.startswith("MSG#")), default=0),
-            "campaign": next((s for pk, (s, _) in sizes.items() if pk.startswith("CAMPAIGN#")), 0),
+            "message_record_max": max(
+                (s for pk, (s, _) in sizes.items() if pk.startswith(keys.MESSAGE_PREFIX)), default=0
+            ),
+            "campaign": next((s for pk, (s, _) in sizes.items() if pk.startswith(keys.CAMPAIGN_PREFIX)), 0),
         },
         "ses_rate": ses_rate,
     }

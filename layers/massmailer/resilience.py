@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from massmailer.errors import SendError, Throttled
+from massmailer.store import keys
 from massmailer.store.provider_state import SharedState  # the port: shared windows and state
 
 # --- rate limiting --------------------------------------------------------------------------------
@@ -83,7 +84,7 @@ class RateLimiter:
                     allowance.window, allowance.tokens, allowance.exhausted = window, 0, False
                 if allowance.tokens == 0 and not allowance.exhausted:
                     size = limit.chunk_size()
-                    key = f"RATE#{provider}"
+                    key = keys.rate_partition(provider)
                     cap = limit.limit_for(lane)
                     while size >= 1 and not self._state.take_tokens(key, window, size, cap, ttl=120):
                         size //= 2  # the window is nearly full: try a smaller chunk
@@ -131,7 +132,7 @@ class CircuitBreaker:
         with self._lock:
             view = self._views.setdefault(provider, _View())
             if now - view.read_at >= self.policy.refresh_seconds:
-                view.state, view.read_at = self._state.get_state(f"BREAKER#{provider}"), now
+                view.state, view.read_at = self._state.get_state(keys.breaker_partition(provider)), now
             return view.state
 
     def _remember(self, provider: str, state: dict[str, Any]) -> None:
@@ -154,7 +155,9 @@ class CircuitBreaker:
         if state.get("probe") and now < float(state.get("probe_until", 0)):
             return False  # someone else is probing
         claimed = {**state, "probe": self._me, "probe_until": now + self.policy.probe_seconds}
-        if self._state.put_state(f"BREAKER#{provider}", claimed, expect={"version": state.get("version", 0)}):
+        if self._state.put_state(
+            keys.breaker_partition(provider), claimed, expect={"version": state.get("version", 0)}
+        ):
             self._remember(provider, {**claimed, "version": int(state.get("version", 0)) + 1})
             return True
         self._views.pop(provider, None)
@@ -165,7 +168,7 @@ class CircuitBreaker:
         if state.get("state", self.CLOSED) == self.CLOSED:
             return
         closed = {"state": self.CLOSED, "opened_at": 0, "probe": "", "probe_until": 0}
-        if self._state.put_state(f"BREAKER#{provider}", closed, expect={"version": state.get("version", 0)}):
+        if self._state.put_state(keys.breaker_partition(provider), closed, expect={"version": state.get("version", 0)}):
             self._remember(provider, {**closed, "version": int(state.get("version", 0)) + 1})
         else:
             self._views.pop(provider, None)
@@ -178,14 +181,20 @@ class CircuitBreaker:
         if state.get("state") == self.OPEN:
             if state.get("probe") == self._me:  # the probe failed: open again for a new cool-down
                 reopened = {"state": self.OPEN, "opened_at": now, "probe": "", "probe_until": 0}
-                if self._state.put_state(f"BREAKER#{provider}", reopened, expect={"version": state.get("version", 0)}):
+                if self._state.put_state(
+                    keys.breaker_partition(provider), reopened, expect={"version": state.get("version", 0)}
+                ):
                     self._remember(provider, {**reopened, "version": int(state.get("version", 0)) + 1})
             return
         window = int(now // self.policy.window_seconds)
-        failures = self._state.add_window_count(f"FAIL#{provider}", window, ttl=self.policy.window_seconds * 4)
+        failures = self._state.add_window_count(
+            keys.failure_partition(provider), window, ttl=self.policy.window_seconds * 4
+        )
         if failures >= self.policy.failure_threshold:
             opened = {"state": self.OPEN, "opened_at": now, "probe": "", "probe_until": 0}
-            if self._state.put_state(f"BREAKER#{provider}", opened, expect={"version": state.get("version", 0)}):
+            if self._state.put_state(
+                keys.breaker_partition(provider), opened, expect={"version": state.get("version", 0)}
+            ):
                 self._remember(provider, {**opened, "version": int(state.get("version", 0)) + 1})
             else:
                 self._views.pop(provider, None)

@@ -8,6 +8,7 @@ and against the local runtime's moto server.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 from functools import cache
@@ -27,6 +28,7 @@ from massmailer.resilience import CircuitBreaker, RateLimit, RateLimiter
 from massmailer.schedules import EventBridgeSchedules
 from massmailer.sending import RetryPolicy, SenderContext
 from massmailer.settings import Settings
+from massmailer.spec import ENV
 from massmailer.splitting import SplitterContext
 from massmailer.store import Stores
 from massmailer.unsubscribe import Unsubscriber
@@ -38,6 +40,7 @@ _CONFIG = Config(
     read_timeout=15,
 )
 _lock = threading.Lock()
+logger = logging.getLogger(__name__)
 
 
 @cache
@@ -157,6 +160,17 @@ def splitter_context(time_left: Callable[[], float]) -> SplitterContext:
 def intake_context() -> IntakeContext:
     s = settings()
     schedules = None
+    missing = [
+        name
+        for name, value in (
+            (ENV.schedule_group, s.schedule_group),
+            (ENV.scheduler_role_arn, s.scheduler_role_arn),
+            (ENV.schedule_dlq_arn, s.schedule_dlq_arn),
+        )
+        if not value
+    ]
+    if missing:  # campaigns with a send_at are refused until it is configured
+        logger.warning("scheduling is off: %s not set", ", ".join(missing))
     if s.schedule_group and s.scheduler_role_arn and s.schedule_dlq_arn:
         split_arn = client("sqs").get_queue_attributes(QueueUrl=s.split_queue_url, AttributeNames=["QueueArn"])[
             "Attributes"

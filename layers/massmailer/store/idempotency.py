@@ -4,12 +4,13 @@ answer (TTL 24 h)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from massmailer.store import keys
-from massmailer.store.dynamo import DynamoRepository
-from massmailer.store.memory import InMemoryRepository
+from massmailer.store.dynamo import Clock, DynamoRepository
+from massmailer.store.memory import InMemoryRepository, Meter
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
@@ -45,8 +46,8 @@ class DynamoIdempotencyKeys(DynamoRepository):
 
 
 class InMemoryIdempotencyKeys(InMemoryRepository):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, clock: Clock = time.time, meter: Meter | None = None) -> None:
+        super().__init__(clock, meter)
         self.by_key: dict[str, dict[str, Any]] = {}
 
     def recall_request(self, key: str) -> dict[str, Any] | None:

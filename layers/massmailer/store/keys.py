@@ -12,8 +12,9 @@ suppression            SUPP#<address key>    SUPP    reason, details
 idempotency key        IDEMP#<key>           IDEMP   request hash + stored response, TTL 24 h
 processed SES event    EVT#<digest>          EVT     de-duplicates notifications, TTL 30 days
 counted queue message  COUNTED#<message id>  COUNTED a sender batch's counts were added, TTL 14 days
-rate-limit window      <limiter key>         W#<n>   tokens used / failures in window n, TTL
-shared state           <breaker key>         STATE   a circuit breaker's state, versioned
+rate-limit window      RATE#<provider>       W#<n>   tokens used in second n, TTL
+failure window         FAIL#<provider>       W#<n>   a provider's failures in window n, TTL
+breaker state          BREAKER#<provider>    STATE   a circuit breaker's state, versioned
 =====================  ====================  ======  ==========================================
 
 Repositories (one module each): ``campaigns`` (META + CONTENT; ``count_batch`` also writes the
@@ -34,10 +35,14 @@ PROVIDER_INDEX = JOB_TABLE.indexes[0]  # GSI1: SES's message id → message reco
 META = "META"
 CONTENT = "CONTENT"
 SUPPRESSION_PREFIX = "SUPP#"
+CAMPAIGN_PREFIX = "CAMPAIGN#"
+MESSAGE_PREFIX = "MSG#"
+WINDOW_PREFIX = "W#"
+STATE = "STATE"
 
 
 def campaign_partition(campaign_id: str) -> str:
-    return f"CAMPAIGN#{campaign_id}"
+    return f"{CAMPAIGN_PREFIX}{campaign_id}"
 
 
 def campaign_key(campaign_id: str) -> dict[str, str]:
@@ -51,7 +56,7 @@ def campaign_content_key(campaign_id: str) -> dict[str, str]:
 
 
 def message_key(message_id: str) -> dict[str, str]:
-    return {PK: f"MSG#{message_id}", SK: "MSG"}
+    return {PK: f"{MESSAGE_PREFIX}{message_id}", SK: "MSG"}
 
 
 def suppression_key(address: str) -> dict[str, str]:
@@ -74,9 +79,24 @@ def provider_index_key(provider_message_id: str) -> dict[str, str]:
     return {PROVIDER_INDEX.partition_key: f"PMID#{provider_message_id}", PROVIDER_INDEX.sort_key: "MSG"}
 
 
-def window_key(key: str, window: int) -> dict[str, str]:
-    return {PK: key, SK: f"W#{window}"}
+def rate_partition(provider: str) -> str:
+    """The provider's shared token windows (``massmailer.resilience.RateLimiter``)."""
+    return f"RATE#{provider}"
 
 
-def state_key(key: str) -> dict[str, str]:
-    return {PK: key, SK: "STATE"}
+def failure_partition(provider: str) -> str:
+    """The provider's failure-count windows (``massmailer.resilience.CircuitBreaker``)."""
+    return f"FAIL#{provider}"
+
+
+def breaker_partition(provider: str) -> str:
+    """The provider's circuit-breaker state (``massmailer.resilience.CircuitBreaker``)."""
+    return f"BREAKER#{provider}"
+
+
+def window_key(partition: str, window: int) -> dict[str, str]:
+    return {PK: partition, SK: f"{WINDOW_PREFIX}{window}"}
+
+
+def state_key(partition: str) -> dict[str, str]:
+    return {PK: partition, SK: STATE}

@@ -1,4 +1,6 @@
-"""What every in-memory repository shares: a lock, the clock and the shared write ``Meter``."""
+"""What every in-memory repository shares: the clock and the ``Meter``, whose one lock all the twins
+of a bundle take (as a DynamoDB transaction is atomic across items, ``count_batch``'s marker and
+counters change together under it)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ class Meter:
 
     def __init__(self) -> None:
         self.writes = 0
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
 
     def write(self, n: int = 1) -> None:
-        with self._lock:
+        with self.lock:
             self.writes += n
 
 
@@ -25,4 +27,4 @@ class InMemoryRepository:
     def __init__(self, clock: Clock = time.time, meter: Meter | None = None) -> None:
         self._clock = clock
         self.meter = meter or Meter()
-        self._lock = threading.Lock()
+        self._lock = self.meter.lock

@@ -3,13 +3,14 @@ breaker state (STATE, optimistically locked by a version)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
 from massmailer.store import keys
-from massmailer.store.dynamo import DynamoRepository, plain
-from massmailer.store.memory import InMemoryRepository
+from massmailer.store.dynamo import Clock, DynamoRepository, plain
+from massmailer.store.memory import InMemoryRepository, Meter
 
 
 class SharedState(Protocol):
@@ -72,8 +73,8 @@ class DynamoSharedState(DynamoRepository):
 
 
 class InMemorySharedState(InMemoryRepository):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, clock: Clock = time.time, meter: Meter | None = None) -> None:
+        super().__init__(clock, meter)
         self.windows: dict[tuple[str, int], int] = {}
         self.states: dict[str, dict[str, Any]] = {}
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from massmailer.addresses import address_key
 from massmailer.store import keys
-from massmailer.store.dynamo import DynamoRepository, now_iso
-from massmailer.store.memory import InMemoryRepository
+from massmailer.store.dynamo import Clock, DynamoRepository, now_iso
+from massmailer.store.memory import InMemoryRepository, Meter
 
 BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
 
@@ -57,8 +58,8 @@ class DynamoSuppressions(DynamoRepository):
 
 
 class InMemorySuppressions(InMemoryRepository):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, clock: Clock = time.time, meter: Meter | None = None) -> None:
+        super().__init__(clock, meter)
         self.by_address: dict[str, dict[str, Any]] = {}  # address key → reason, details
 
     def suppressed_among(self, addresses: Iterable[str]) -> set[str]:
