@@ -90,6 +90,7 @@ class Status(StrEnum):
     COMPLAINED = "COMPLAINED"
     FAILED = "FAILED"
     SUPPRESSED = "SUPPRESSED"
+    CANCELLED = "CANCELLED"  # its campaign was cancelled before it was sent
 
 
 class CampaignStatus(StrEnum):
@@ -98,6 +99,7 @@ class CampaignStatus(StrEnum):
     SENDING = "SENDING"
     COMPLETED = "COMPLETED"  # reported, not stored: split done and no recipient left queued
     PAUSED = "PAUSED"
+    CANCELLED = "CANCELLED"
     FAILED = "FAILED"
 
 
@@ -243,6 +245,7 @@ class CampaignCounts(BaseModel):
     delivered: int = 0
     failed: int = 0
     suppressed: int = 0
+    cancelled: int = 0  # not sent because the campaign was cancelled
     bounced: int = 0
     soft_bounced: int = 0
     complained: int = 0

@@ -29,6 +29,7 @@ from typing import Any
 from massmailer.addresses import address_key, mask_address
 from massmailer.attachments import AttachmentResolver, MissingAttachment
 from massmailer.errors import HardBounce, RenderError, SendError, SoftBounce, Throttled
+from massmailer.lifecycle import MOVES, Action, TransitionNotAllowed
 from massmailer.mime import Attachment, OutgoingEmail, build_message
 from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Status
 from massmailer.providers.chain import Pending, ProviderChain
@@ -425,7 +426,10 @@ def _attachments_for(
         return ctx.attachments.resolve(refs, variables, skip_missing=policy == "send_without")
     except MissingAttachment as exc:
         if policy == "fail_campaign" and campaign_id:
-            ctx.campaigns.set_campaign_status(campaign_id, CampaignStatus.FAILED, f"stopped: {exc}")
+            try:
+                ctx.campaigns.transition(campaign_id, MOVES[Action.FAIL], {"last_error": f"stopped: {exc}"})
+            except TransitionNotAllowed:  # failed by another recipient already, or cancelled: that stands
+                pass
             ctx.forget_campaign(campaign_id)
         raise
 

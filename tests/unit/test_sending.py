@@ -9,8 +9,9 @@ import random
 import pytest
 
 from massmailer.errors import ConfigurationError, HardBounce, ProviderDown, SoftBounce, Throttled, Transient
+from massmailer.lifecycle import MOVES, Action
 from massmailer.memory import InMemoryQueue
-from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Lane
+from massmailer.models import BatchMessage, BatchRecipient, Content, Lane
 from massmailer.providers.chain import ProviderChain
 from massmailer.sending import RetryPolicy, SenderContext, send_batch
 from massmailer.store import InMemoryStores, Stores, StoreUnavailable
@@ -283,7 +284,7 @@ def test_store_outage_before_sending_requeues_the_recipient() -> None:
 def test_a_paused_campaign_sends_nothing_and_keeps_its_recipients() -> None:
     ses = FakeProvider("ses")
     ctx = _ctx(ses)
-    ctx.campaigns.set_campaign_status(CAMPAIGN, CampaignStatus.PAUSED)
+    ctx.campaigns.transition(CAMPAIGN, MOVES[Action.PAUSE])
     report = send_batch(ctx, _batch(3))
     assert ses.sent == [] and report.outcomes == {"paused": 3}
     ((retry, delay),) = _requeued(ctx)
