@@ -219,6 +219,13 @@ class CampaignRequest(Content):
         return self
 
 
+class ResumeRequest(_Strict):
+    """``POST /v1/campaigns/{id}/resume``: a campaign the bounce/complaint guard paused is resumed only
+    with its cause acknowledged; an operator's own pause needs no body."""
+
+    acknowledge: Literal["bounce_rate", "complaint_rate"] | None = None
+
+
 class Campaign(BaseModel):
     """A campaign as stored: its template, sender and counters."""
 
