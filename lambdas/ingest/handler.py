@@ -65,7 +65,7 @@ def pause_campaign(campaign_id: str) -> dict[str, Any]:
 
 
 @app.post("/v1/campaigns/<campaign_id>/resume")
-def resume_campaign(campaign_id: str) -> Response[dict[str, Any]] | dict[str, Any]:
+def resume_campaign(campaign_id: str) -> Response[dict[str, Any]]:
     body = app.current_event.body
     try:
         request = ResumeRequest.model_validate_json(body) if body and body.strip() else ResumeRequest()
@@ -74,7 +74,8 @@ def resume_campaign(campaign_id: str) -> Response[dict[str, Any]] | dict[str, An
             return _error(400, "request body is not valid JSON")
         errors = [{"field": ".".join(map(str, e["loc"])) or "body", "reason": e["msg"]} for e in exc.errors()]
         return _error(422, "request body is invalid", errors)
-    return intake.resume_campaign(_context(), campaign_id, request.acknowledge)
+    answer = intake.resume_campaign(_context(), campaign_id, request.acknowledge)
+    return Response(200, content_types.APPLICATION_JSON, answer)
 
 
 @app.post("/v1/campaigns/<campaign_id>/cancel")
