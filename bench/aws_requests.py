@@ -62,15 +62,16 @@ def _s(value: Any) -> Any:
     return value
 
 
-def clock_driven(pk: str, read: bool = False) -> bool:
+def clock_driven(pk: str, query: bool = False) -> bool:
     """An item whose requests follow elapsed time, not the number of emails: the providers' shared
-    rate windows (``W#<second>``) and breaker state (``STATE``), and (reads) the campaign the sender
-    re-reads when its short cache expires. Their count per email moves with the run's duration."""
+    rate windows (``W#<second>``) and breaker state (``STATE``), and the campaign the sender queries
+    again when its short cache expires (``query``; the per-send status check is a GetItem, one per
+    email). Their count per email moves with the run's duration."""
     partition, _, sort = pk.partition("|")
     return (
         sort.startswith(keys.WINDOW_PREFIX)
         or sort == keys.STATE
-        or (read and partition.startswith(keys.CAMPAIGN_PREFIX))
+        or (query and partition.startswith(keys.CAMPAIGN_PREFIX))
     )
 
 
@@ -553,7 +554,7 @@ def moto_campaign_run(recipients: int, notify_sample: int, ses_rate: float) -> d
                 "read_requests": len(count.reads),
                 "clock_driven_write_requests": sum(1 for w in count.writes if clock_driven(w.pk)),
                 "clock_driven_read_requests": sum(
-                    1 for r in count.reads if all(clock_driven(k, read=True) for k in r.pks)
+                    1 for r in count.reads if all(clock_driven(k, query=r.op == "Query") for k in r.pks)
                 ),
                 **_units(count, sizes, gsi_pks),
             },

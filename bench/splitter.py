@@ -104,8 +104,11 @@ def split_file(path: Path, rows: int) -> dict[str, Any]:
     blobs = FileBlobs(path.parent)
     key = path.name
     store = Stores.in_memory()
+    from massmailer.models import CampaignStatus
+
     camp = campaign("cmp-split-bench")
     camp.audience_key = key
+    camp.status = CampaignStatus.SPLITTING
     store.campaigns.put_campaign(camp)
     for address in _suppressed(rows):
         store.suppressions.suppress(address, "bench")

@@ -17,6 +17,17 @@ from infra.nag import acknowledge
 from massmailer import spec
 
 API_VERSION = "v1"
+# What the ingest function serves behind ``/v1/{proxy+}`` (ANY, SigV4); API Gateway forwards every
+# method and path under /v1, the resolver answers 404/405 for anything else.
+ROUTES = (
+    ("POST", "/v1/messages"),
+    ("GET", "/v1/messages/{id}"),
+    ("POST", "/v1/campaigns"),
+    ("GET", "/v1/campaigns/{id}"),
+    ("POST", "/v1/campaigns/{id}/pause"),
+    ("POST", "/v1/campaigns/{id}/resume"),
+    ("POST", "/v1/campaigns/{id}/cancel"),
+)
 UNSUBSCRIBE_RESOURCE = "unsubscribe"
 UNSUBSCRIBE_METHODS = ("GET", "POST")
 _PUBLIC_UNSUBSCRIBE_REASON = (

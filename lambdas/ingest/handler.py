@@ -7,10 +7,12 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from massmailer import intake, wiring
 from massmailer.errors import TemplateError
-from massmailer.models import CampaignRequest, SendRequest
+from massmailer.lifecycle import TransitionNotAllowed
+from massmailer.models import CampaignRequest, ResumeRequest, SendRequest
 from massmailer.queues import QueueUnavailable
 from massmailer.store import StoreUnavailable
 
@@ -57,6 +59,30 @@ def get_campaign(campaign_id: str) -> dict[str, Any]:
     return intake.campaign_status(_context(), campaign_id)
 
 
+@app.post("/v1/campaigns/<campaign_id>/pause")
+def pause_campaign(campaign_id: str) -> dict[str, Any]:
+    return intake.pause_campaign(_context(), campaign_id)
+
+
+@app.post("/v1/campaigns/<campaign_id>/resume")
+def resume_campaign(campaign_id: str) -> Response[dict[str, Any]]:
+    body = app.current_event.body
+    try:
+        request = ResumeRequest.model_validate_json(body) if body and body.strip() else ResumeRequest()
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            return _error(400, "request body is not valid JSON")
+        errors = [{"field": ".".join(map(str, e["loc"])) or "body", "reason": e["msg"]} for e in exc.errors()]
+        return _error(422, "request body is invalid", errors)
+    answer = intake.resume_campaign(_context(), campaign_id, request.acknowledge)
+    return Response(200, content_types.APPLICATION_JSON, answer)
+
+
+@app.post("/v1/campaigns/<campaign_id>/cancel")
+def cancel_campaign(campaign_id: str) -> dict[str, Any]:
+    return intake.cancel_campaign(_context(), campaign_id)
+
+
 @app.route("/v1/unsubscribe", method=["GET", "POST"])
 def unsubscribe() -> dict[str, Any]:
     token = (app.current_event.query_string_parameters or {}).get("token")
@@ -96,6 +122,16 @@ def _conflict(exc: intake.Conflict) -> Response:
 @app.exception_handler(intake.UnusableAudience)
 def _unusable_audience(exc: intake.UnusableAudience) -> Response:
     return _error(422, str(exc), [{"field": "audience_object", "reason": str(exc)}])
+
+
+@app.exception_handler(TransitionNotAllowed)
+def _not_allowed(exc: TransitionNotAllowed) -> Response:
+    return _error(409, str(exc))
+
+
+@app.exception_handler(intake.AcknowledgementRequired)
+def _unacknowledged(exc: intake.AcknowledgementRequired) -> Response:
+    return _error(422, str(exc), [{"field": "acknowledge", "reason": str(exc)}])
 
 
 @app.exception_handler(intake.NotFound)

@@ -21,6 +21,7 @@ from typing import Any
 
 from massmailer.audiences import AudienceError, open_audience
 from massmailer.blobs import Blobs
+from massmailer.lifecycle import MOVES, Action, Actor, TransitionNotAllowed, UnknownCampaign, check
 from massmailer.models import (
     BatchMessage,
     BatchRecipient,
@@ -39,7 +40,7 @@ from massmailer.rendering import compile_content
 from massmailer.schedules import Schedules
 from massmailer.spec import AUDIENCE_PREFIX, SPLIT_QUEUE
 from massmailer.splitting import audience_jsonl
-from massmailer.store import Campaigns, IdempotencyKeys, Messages, Suppressions
+from massmailer.store import Campaigns, IdempotencyKeys, Messages, StoredCampaign, Suppressions
 from massmailer.unsubscribe import InvalidToken, Unsubscriber
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ class NotFound(Exception):
 
 class UnusableAudience(Exception):
     """``audience_object`` names an object the splitter could not read; the message says why."""
+
+
+class AcknowledgementRequired(Exception):
+    """Resuming a campaign the guard paused needs ``{"acknowledge": <its cause>}`` (422, that field)."""
 
 
 @dataclass
@@ -206,15 +211,22 @@ def message_status(ctx: IntakeContext, message_id: str) -> dict[str, Any]:
     return record
 
 
+def reported_status(stored: StoredCampaign) -> CampaignStatus:
+    """The status as the API reports it: a SENDING campaign whose split is done and whose recipients
+    are all settled is COMPLETED (``lifecycle``: COMPLETED is reported, not stored)."""
+    status = stored.campaign.status
+    if status == CampaignStatus.SENDING and stored.split_done and stored.counts.queued == 0:
+        return CampaignStatus.COMPLETED
+    return status
+
+
 def campaign_status(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:
     stored = ctx.campaigns.get_campaign(campaign_id)
     if stored is None:
         raise NotFound(f"campaign {campaign_id} not found")
     c = stored.campaign
-    status = c.status
-    if status == CampaignStatus.SENDING and stored.split_done and stored.counts.queued == 0:
-        status = CampaignStatus.COMPLETED
-    return {
+    status = reported_status(stored)
+    view: dict[str, Any] = {
         "campaign_id": c.campaign_id,
         "name": c.name,
         "status": status.value,
@@ -225,6 +237,104 @@ def campaign_status(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:
         "split_done": stored.split_done,
         "counts": stored.counts.model_dump(),
     }
+    if status in (CampaignStatus.PAUSED, CampaignStatus.FAILED, CampaignStatus.CANCELLED):
+        view["reason"] = c.last_error
+    if status == CampaignStatus.PAUSED and stored.pause_cause:
+        view["paused_by"] = "guard"
+        view["pause_cause"] = stored.pause_cause
+        view["pause_rates"] = stored.pause_rates
+    elif status == CampaignStatus.PAUSED:
+        view["paused_by"] = "operator"
+    return view
+
+
+def _operator_move(ctx: IntakeContext, campaign_id: str, action: Action) -> StoredCampaign:
+    """The campaign, if the operator's ``action`` is allowed from its reported state (else 409/404)."""
+    stored = ctx.campaigns.get_campaign(campaign_id)
+    if stored is None:
+        raise NotFound(f"campaign {campaign_id} not found")
+    check(action, Actor.OPERATOR, reported_status(stored))
+    return stored
+
+
+def _transition(
+    ctx: IntakeContext,
+    campaign_id: str,
+    action: Action,
+    sets: dict[str, Any],
+    expect: dict[str, Any] | None = None,
+) -> CampaignStatus:
+    try:
+        return ctx.campaigns.transition(campaign_id, MOVES[action], sets, expect)
+    except UnknownCampaign:
+        raise NotFound(f"campaign {campaign_id} not found") from None
+
+
+def release_parked(ctx: IntakeContext, campaign_id: str) -> int:
+    """Re-enqueue every batch parked while the campaign was paused, deleting each once it is on its
+    queue. A crash between the two enqueues it again later: harmless, the sender's claims dedupe."""
+    released = 0
+    for parked in ctx.campaigns.parked_batches(campaign_id):
+        ctx.queue.send(parked.lane, [parked.body])
+        ctx.campaigns.unpark(campaign_id, parked.key)
+        released += 1
+    if released:
+        logger.info("parked batches released", extra={"campaign_id": campaign_id, "batches": released})
+    return released
+
+
+def pause_campaign(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:
+    """PAUSE: once this returns, no sender hands a recipient of the campaign to a provider (each
+    reads the status, strongly consistent, just before each send) and the splitter stops at its
+    next checkpoint; batches arriving meanwhile are parked in the table."""
+    _operator_move(ctx, campaign_id, Action.PAUSE)
+    _transition(ctx, campaign_id, Action.PAUSE, {"last_error": "paused by operator"})
+    return campaign_status(ctx, campaign_id)
+
+
+def resume_campaign(ctx: IntakeContext, campaign_id: str, acknowledge: str | None = None) -> dict[str, Any]:
+    """RESUME: back to SPLITTING (a new split request continues from the checkpoint) or SENDING,
+    then the parked batches go back on their lanes. A campaign the guard paused needs the cause
+    acknowledged; the guard then rates only what is sent after the resume."""
+    stored = ctx.campaigns.get_campaign(campaign_id)
+    if stored is None:
+        raise NotFound(f"campaign {campaign_id} not found")
+    try:
+        check(Action.RESUME, Actor.OPERATOR, reported_status(stored))
+    except TransitionNotAllowed:
+        if stored.campaign.status in (CampaignStatus.SPLITTING, CampaignStatus.SENDING):
+            release_parked(ctx, campaign_id)  # a resume that died after its status write: finish it
+        raise
+    if stored.pause_cause and acknowledge != stored.pause_cause:
+        raise AcknowledgementRequired(
+            f"the bounce/complaint guard paused this campaign ({stored.campaign.last_error}); "
+            f'resume with {{"acknowledge": "{stored.pause_cause}"}}'
+        )
+    counts = stored.counts
+    sets = {
+        "last_error": None,
+        "pause_cause": None,
+        "pause_rates": None,
+        "resumes": stored.resumes + 1,
+        "guard_from": {"sent": counts.sent, "bounced": counts.bounced, "complained": counts.complained},
+    }
+    target = _transition(ctx, campaign_id, Action.RESUME, sets, expect={"resumes": stored.resumes})
+    if target == CampaignStatus.SPLITTING:
+        ctx.queue.send(SPLIT_QUEUE.key, [SplitRequest(campaign_id=campaign_id).model_dump_json()])
+    release_parked(ctx, campaign_id)
+    return campaign_status(ctx, campaign_id)
+
+
+def cancel_campaign(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:
+    """CANCEL (final): a scheduled campaign's schedule is deleted; the splitter stops at its next
+    checkpoint; senders stop before the next send; batches still queued (and the parked ones,
+    released) are dropped on arrival, their recipients recorded CANCELLED and counted."""
+    stored = _operator_move(ctx, campaign_id, Action.CANCEL)
+    _transition(ctx, campaign_id, Action.CANCEL, {"last_error": "cancelled by operator"})
+    if stored.campaign.status == CampaignStatus.SCHEDULED and ctx.schedules is not None:
+        ctx.schedules.delete(f"campaign-{campaign_id}")  # the splitter refuses START_SPLIT anyway
+    release_parked(ctx, campaign_id)
+    return campaign_status(ctx, campaign_id)
 
 
 def unsubscribe(ctx: IntakeContext, token: str) -> dict[str, Any]:

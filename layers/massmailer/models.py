@@ -90,6 +90,7 @@ class Status(StrEnum):
     COMPLAINED = "COMPLAINED"
     FAILED = "FAILED"
     SUPPRESSED = "SUPPRESSED"
+    CANCELLED = "CANCELLED"  # its campaign was cancelled before it was sent
 
 
 class CampaignStatus(StrEnum):
@@ -98,6 +99,7 @@ class CampaignStatus(StrEnum):
     SENDING = "SENDING"
     COMPLETED = "COMPLETED"  # reported, not stored: split done and no recipient left queued
     PAUSED = "PAUSED"
+    CANCELLED = "CANCELLED"
     FAILED = "FAILED"
 
 
@@ -217,6 +219,13 @@ class CampaignRequest(Content):
         return self
 
 
+class ResumeRequest(_Strict):
+    """``POST /v1/campaigns/{id}/resume``: a campaign the bounce/complaint guard paused is resumed only
+    with its cause acknowledged; an operator's own pause needs no body."""
+
+    acknowledge: Literal["bounce_rate", "complaint_rate"] | None = None
+
+
 class Campaign(BaseModel):
     """A campaign as stored: its template, sender and counters."""
 
@@ -243,6 +252,7 @@ class CampaignCounts(BaseModel):
     delivered: int = 0
     failed: int = 0
     suppressed: int = 0
+    cancelled: int = 0  # not sent because the campaign was cancelled
     bounced: int = 0
     soft_bounced: int = 0
     complained: int = 0

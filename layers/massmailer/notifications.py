@@ -73,9 +73,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic.alias_generators import to_camel
 
 from massmailer.addresses import address_key, mask_address
-from massmailer.models import CampaignCounts, CampaignStatus, Status
+from massmailer.lifecycle import MOVES, Action, TransitionNotAllowed
+from massmailer.models import CampaignCounts, Status
 from massmailer.spec import MESSAGE_HEADER
-from massmailer.store import SENT_LIKE, Campaigns, Markers, Messages, Suppressions
+from massmailer.store import SENT_LIKE, Campaigns, Markers, Messages, StoredCampaign, Suppressions
 
 
 class NotificationStores(Protocol):
@@ -616,28 +617,65 @@ class RateGuard:
     min_events: int = 3
 
     def breach(self, counts: CampaignCounts) -> str | None:
+        found = self.cause(counts)
+        return found[1] if found else None
+
+    def cause(self, counts: CampaignCounts) -> tuple[str, str] | None:
+        """("bounce_rate" | "complaint_rate", the reason in words), or None below the thresholds."""
         if counts.sent < self.min_sent:
             return None
         if counts.bounced >= self.min_events and counts.bounced / counts.sent >= self.bounce_rate:
-            return f"bounce rate {counts.bounced}/{counts.sent} reached {self.bounce_rate:.2%}"
+            return "bounce_rate", f"bounce rate {counts.bounced}/{counts.sent} reached {self.bounce_rate:.2%}"
         if counts.complained >= self.min_events and counts.complained / counts.sent >= self.complaint_rate:
-            return f"complaint rate {counts.complained}/{counts.sent} reached {self.complaint_rate:.2%}"
+            rate = f"complaint rate {counts.complained}/{counts.sent} reached {self.complaint_rate:.2%}"
+            return "complaint_rate", rate
         return None
 
 
 DEFAULT_GUARD = RateGuard()
 _GUARDED_COUNTERS = frozenset({"bounced", "complained"})
-_PAUSABLE = (CampaignStatus.SPLITTING, CampaignStatus.SENDING)
+GUARD_COUNTERS = ("sent", "bounced", "complained")
+
+
+def guarded_counts(stored: StoredCampaign) -> CampaignCounts:
+    """The counts the guard rates: those since the last resume (an operator who resumed an
+    auto-paused campaign acknowledged what came before; the guard judges what comes after)."""
+    since = stored.guard_from or {}
+    return CampaignCounts(**{name: getattr(stored.counts, name) - int(since.get(name, 0)) for name in GUARD_COUNTERS})
 
 
 def pause_campaign_over_threshold(campaigns: Campaigns, campaign_id: str, guard: RateGuard) -> str | None:
+    """AUTO_PAUSE a running campaign over a threshold, recording the cause and the rates then.
+
+    The move is conditioned on the number of resumes the guard read, so a guard that read the
+    campaign before an operator's resume cannot pause it again with what the operator acknowledged."""
     stored = campaigns.get_campaign(campaign_id)
-    if stored is None or stored.campaign.status not in _PAUSABLE:
+    move = MOVES[Action.AUTO_PAUSE]
+    if stored is None or stored.campaign.status not in move.sources:
         return None
-    reason = guard.breach(stored.counts)
-    if reason:
-        campaigns.set_campaign_status(campaign_id, CampaignStatus.PAUSED, f"paused: {reason}")
-        logger.warning("campaign paused", extra={"campaign_id": campaign_id, "reason": reason})
+    counts = guarded_counts(stored)
+    found = guard.cause(counts)
+    if found is None:
+        return None
+    cause, reason = found
+    rates = {
+        "sent": counts.sent,
+        "bounced": counts.bounced,
+        "complained": counts.complained,
+        "bounce_rate": round(counts.bounced / counts.sent, 6),
+        "complaint_rate": round(counts.complained / counts.sent, 6),
+    }
+    try:
+        campaigns.transition(
+            campaign_id,
+            move,
+            {"last_error": f"paused: {reason}", "pause_cause": cause, "pause_rates": rates},
+            expect={"resumes": stored.resumes},
+        )
+    except TransitionNotAllowed as refused:  # paused, resumed, cancelled or finished meanwhile
+        logger.info("guard pause refused", extra={"campaign_id": campaign_id, "reason": str(refused)})
+        return None
+    logger.warning("campaign paused", extra={"campaign_id": campaign_id, "reason": reason})
     return reason
 
 

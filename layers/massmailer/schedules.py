@@ -23,6 +23,7 @@ RETRY_MAX_AGE_SECONDS = 3600  # then the invocation is dead-lettered (its defaul
 
 class Schedules(Protocol):
     def once(self, name: str, at: datetime, queue: str, body: str) -> None: ...
+    def delete(self, name: str) -> None: ...
 
 
 class EventBridgeSchedules:
@@ -60,3 +61,12 @@ class EventBridgeSchedules:
             return  # already scheduled by an earlier try of the same request
         except Exception as exc:
             raise StoreUnavailable(f"create schedule {name}: {exc}") from exc
+
+    def delete(self, name: str) -> None:
+        """Delete a one-time schedule; one already gone (fired, or deleted before) is fine."""
+        try:
+            self._client.delete_schedule(Name=name[:64], GroupName=self._group)
+        except self._client.exceptions.ResourceNotFoundException:
+            return
+        except Exception as exc:
+            raise StoreUnavailable(f"delete schedule {name}: {exc}") from exc

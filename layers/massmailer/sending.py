@@ -12,6 +12,19 @@ email). Its guarantees:
   a delay per the retry policy (throttling never uses an attempt); hard bounces fail at once and
   suppress the address; nothing the retry policy can retry is left to reach the DLQ (only a store or
   queue outage outlasting the queue's ``maxReceiveCount`` visibility timeouts, about an hour, does).
+
+Pause, resume, cancel (``massmailer.lifecycle``):
+
+* just before handing a claimed recipient to a provider, the sender reads the campaign's status,
+  strongly consistent (``Campaigns.status_of``: one read of META's status, 1 RCU per email); once
+  a pause or cancel has committed, no new send starts. A recipient stopped there is released
+  (RETRY_WAIT) and re-enqueued, to be parked or dropped on arrival like any other batch;
+* a batch arriving while the campaign is PAUSED is parked in the table (``Campaigns.park_batch``,
+  conditioned on PAUSED in the same transaction); the resume re-enqueues it. No polling while
+  paused, and a resume gets the batches going at once;
+* a batch of a CANCELLED (or FAILED) campaign is dropped on arrival: each recipient not yet
+  finished is claimed and recorded CANCELLED (or FAILED with the campaign's reason), and counted
+  once with the batch (``count_batch``), so ``queued`` reaches 0.
 """
 
 from __future__ import annotations
@@ -20,15 +33,18 @@ import json
 import logging
 import random
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from massmailer.addresses import address_key, mask_address
 from massmailer.attachments import AttachmentResolver, MissingAttachment
 from massmailer.errors import HardBounce, RenderError, SendError, SoftBounce, Throttled
+from massmailer.lifecycle import MOVES, Action, TransitionNotAllowed
 from massmailer.mime import Attachment, OutgoingEmail, build_message
 from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Status
 from massmailer.providers.chain import Pending, ProviderChain
@@ -144,6 +160,12 @@ _FINISHED_AS: dict[str, str] = {
     Status.COMPLAINED: "sent",
     Status.FAILED: "failed",
     Status.SUPPRESSED: "suppressed",
+    Status.CANCELLED: "cancelled",
+}
+_RUNNING = frozenset({CampaignStatus.SPLITTING, CampaignStatus.SENDING})
+_SETTLED_AS = {
+    CampaignStatus.CANCELLED: (Status.CANCELLED, "cancelled"),
+    CampaignStatus.FAILED: (Status.FAILED, "failed"),
 }
 
 
@@ -182,19 +204,31 @@ def send_batch(
         if not batch.recipients:
             return report
     campaign: StoredCampaign | None = None
+    settle: CampaignStatus | None = None
     if batch.kind == "campaign":
         campaign = ctx.campaign(batch.campaign_id or "")
         if campaign is None:
             logger.error("batch for unknown campaign dropped", extra={"campaign_id": batch.campaign_id})
             report.outcomes["dropped"] += len(batch.recipients)
             return report
-        if campaign.campaign.status == CampaignStatus.PAUSED:
-            _requeue(ctx, batch, batch.recipients, SQS_MAX_DELAY_SECONDS)
-            report.outcomes["paused"] += len(batch.recipients)
+        status = _park_while_paused(ctx, batch, delivery)
+        if status is None:
+            report.outcomes["parked"] += len(batch.recipients)
             return report
-        if campaign.campaign.status == CampaignStatus.FAILED:
-            report.outcomes["dropped"] += len(batch.recipients)
-            return report
+        if status in _SETTLED_AS:
+            settle = status
+            if status == CampaignStatus.FAILED:
+                campaign = ctx.campaigns.get_campaign(batch.campaign_id or "") or campaign  # its reason
+
+    if settle is not None and campaign is not None:
+        reason = campaign.campaign.last_error or f"campaign {settle.value.lower()}"
+        settled = settle
+
+        def drop(recipient: BatchRecipient) -> _Result:
+            return _settle_unsent(ctx, batch, recipient, settled, reason, delivery)
+
+        results = [_guarded(ctx, r, partial(drop, r)) for r in batch.recipients]
+        return _account(ctx, batch, results, report, delivery)
 
     checked = batch.suppression_checked_at
     if batch.kind == "campaign" and checked is not None and 0 <= now - checked < SUPPRESSION_RECHECK_SECONDS:
@@ -231,7 +265,13 @@ def send_batch(
                 results.append(step)
         if in_flight is not None:
             results.append(_complete(ctx, in_flight))
+    return _account(ctx, batch, results, report, delivery)
 
+
+def _account(
+    ctx: SenderContext, batch: BatchMessage, results: list[_Result], report: BatchReport, delivery: str | None
+) -> BatchReport:
+    """Re-enqueue what is to be retried, then count the batch's outcomes on its campaign (once)."""
     # One re-enqueued message per kind of retry (not per recipient): the group waits for its longest delay.
     retries: dict[str, tuple[float, list[BatchRecipient]]] = {}
     for result in results:
@@ -241,7 +281,7 @@ def send_batch(
         report.fallbacks += result.fallbacks
         if result.error is not None:
             report.errors[result.error.reason] += 1
-        if result.outcome in ("retry", "retry_throttled", "retry_store", "busy", "deferred"):
+        if result.outcome in ("retry", "retry_throttled", "retry_store", "busy", "deferred", "halted"):
             delay, group = retries.get(result.outcome, (0.0, []))
             group.append(result.recipient)
             retries[result.outcome] = (max(delay, result.delay), group)
@@ -253,6 +293,7 @@ def send_batch(
             "sent": report.outcomes["sent"],
             "failed": report.outcomes["failed"],
             "suppressed": report.outcomes["suppressed"],
+            "cancelled": report.outcomes["cancelled"],
             "retried": report.outcomes["retry"] + report.outcomes["retry_throttled"],
         }
         if delivery:
@@ -260,6 +301,53 @@ def send_batch(
         else:
             ctx.campaigns.add_campaign_counts(batch.campaign_id, deltas)
     return report
+
+
+def _park_while_paused(ctx: SenderContext, batch: BatchMessage, delivery: str | None) -> CampaignStatus | None:
+    """The campaign's status now (strongly consistent); None when the batch was parked because the
+    campaign is PAUSED. A park refused (resumed or cancelled meanwhile) reads the status again."""
+    campaign_id = batch.campaign_id or ""
+    for _ in range(3):
+        status = ctx.campaigns.status_of(campaign_id)
+        if status != CampaignStatus.PAUSED:
+            return status or CampaignStatus.CANCELLED
+        key = delivery or uuid.uuid4().hex
+        if ctx.campaigns.park_batch(campaign_id, key, batch.lane.value, batch.model_dump_json()):
+            logger.info("batch parked: campaign paused", extra={"campaign_id": campaign_id, "key": key})
+            return None
+    # Paused, resumed and paused again under our feet, three times: wait on the queue instead.
+    _requeue(ctx, batch, batch.recipients, SQS_MAX_DELAY_SECONDS)
+    return None
+
+
+def _settle_unsent(
+    ctx: SenderContext,
+    batch: BatchMessage,
+    recipient: BatchRecipient,
+    campaign_status: CampaignStatus,
+    reason: str,
+    delivery: str | None,
+) -> _Result:
+    """A recipient of a cancelled (or failed) campaign: recorded CANCELLED (or FAILED) unless finished."""
+    claim = ctx.messages.claim_recipient(
+        recipient.message_id,
+        email=recipient.email,
+        campaign_id=batch.campaign_id,
+        lane=batch.lane.value,
+        attempt=recipient.attempt,
+        lease_seconds=ctx.lease_seconds,
+        delivery=delivery,
+    )
+    if not claim.claimed:
+        if claim.status == Status.SENDING.value:  # a send in flight elsewhere; if it died, settle later
+            remaining = float(claim.record.get("lease_until", 0)) - ctx.clock()
+            return _Result(recipient, "busy", delay=max(remaining, 0) + 1)
+        if delivery and claim.record.get("delivery") == delivery and claim.status in _FINISHED_AS:
+            return _Result(recipient, _FINISHED_AS[claim.status])
+        return _Result(recipient, "skipped")
+    status, outcome = _SETTLED_AS[campaign_status]
+    ctx.messages.record_failed(recipient.message_id, status, reason)
+    return _Result(recipient, outcome)
 
 
 def _requeue(ctx: SenderContext, batch: BatchMessage, recipients: list[BatchRecipient], delay: float) -> None:
@@ -383,6 +471,10 @@ def _prepare(
         messages.record_failed(recipient.message_id, Status.FAILED, str(exc))
         return _Result(recipient, "failed")
 
+    if batch.kind == "campaign" and ctx.campaigns.status_of(batch.campaign_id or "") not in _RUNNING:
+        # Paused or cancelled since the batch arrived: no new send starts once that has committed.
+        messages.record_retry(recipient.message_id, claim.token, "campaign not running")
+        return _Result(recipient, "halted")
     tags = {"message_id": recipient.message_id}
     if batch.campaign_id:
         tags["campaign_id"] = batch.campaign_id
@@ -425,7 +517,10 @@ def _attachments_for(
         return ctx.attachments.resolve(refs, variables, skip_missing=policy == "send_without")
     except MissingAttachment as exc:
         if policy == "fail_campaign" and campaign_id:
-            ctx.campaigns.set_campaign_status(campaign_id, CampaignStatus.FAILED, f"stopped: {exc}")
+            try:
+                ctx.campaigns.transition(campaign_id, MOVES[Action.FAIL], {"last_error": f"stopped: {exc}"})
+            except TransitionNotAllowed:  # failed by another recipient already, or cancelled: that stands
+                pass
             ctx.forget_campaign(campaign_id)
         raise
 

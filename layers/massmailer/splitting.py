@@ -22,6 +22,13 @@ is a byte offset at a record boundary (a CSV resume re-reads the header first), 
 pass (:class:`Checkpoint`). Near the Lambda time limit the splitter checkpoints and hands over to a
 continuation message on the split queue.
 
+**Pause and cancel.** The splitter moves the campaign only through ``lifecycle`` moves (START_SPLIT,
+FINISH_SPLIT, FAIL), each a conditional write, so it never undoes an operator's pause or cancel: a
+split that finishes while the campaign is PAUSED leaves it PAUSED (a resume then goes straight to
+SENDING). After each checkpoint it reads the campaign's status (strongly consistent, one read per
+chunk of 500 recipients) and stops, without a continuation, when it is no longer SPLITTING; a
+resume enqueues a new split request, which continues from the checkpoint.
+
 **De-duplication in a fixed budget** (``massmailer.dedupe``). Seen addresses are kept as 64-bit
 identity digests in a preallocated table of ``dedupe_bytes`` (``MM_SPLIT_DEDUPE_MIB``, default
 32 MiB ≈ 2M addresses per pass). A resumed split rebuilds it by re-reading its pass from the start
@@ -52,6 +59,7 @@ from massmailer.addresses import normalize_domain as _normalize_domain
 from massmailer.audiences import Audience, AudienceError, CsvHeader, open_audience
 from massmailer.blobs import OVERSIZED_LINE, Blobs, ObjectChanged
 from massmailer.dedupe import MAX_PASSES, DigestSet, plan_passes
+from massmailer.lifecycle import MOVES, Action, TransitionNotAllowed
 from massmailer.models import MAX_VARIABLES_BYTES, CampaignStatus, Lane, SplitRequest, variables_size
 from massmailer.queues import Queue
 from massmailer.spec import MAX_RECIPIENTS_PER_BATCH, SPLIT_QUEUE
@@ -83,6 +91,7 @@ class SplitReport:
     passes: int = 0
     done: bool = False
     continued: bool = False
+    halted: str | None = None  # the campaign's status when the split stopped for it (PAUSED, CANCELLED…)
     error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -130,10 +139,12 @@ class Checkpoint:
 
 
 class _Stop(Exception):
-    """The split stops in this invocation: checkpoint lost to another splitter, or time is short."""
+    """The split stops in this invocation: checkpoint lost to another splitter, time is short, or the
+    campaign is no longer SPLITTING (``halted``: paused, cancelled or failed; no continuation)."""
 
-    def __init__(self, lost: bool) -> None:
+    def __init__(self, lost: bool, halted: CampaignStatus | None = None) -> None:
         self.lost = lost
+        self.halted = halted
 
 
 def split_campaign(ctx: SplitterContext, request: SplitRequest) -> SplitReport:
@@ -146,8 +157,16 @@ def split_campaign(ctx: SplitterContext, request: SplitRequest) -> SplitReport:
         report.done = True
         return report
     campaign = stored.campaign
-    if campaign.status in (CampaignStatus.SCHEDULED,):
-        ctx.campaigns.set_campaign_status(campaign.campaign_id, CampaignStatus.SPLITTING)
+    status = campaign.status
+    if status == CampaignStatus.SCHEDULED:
+        try:
+            status = ctx.campaigns.transition(campaign.campaign_id, MOVES[Action.START_SPLIT])
+        except TransitionNotAllowed as refused:  # cancelled before its time, or started by another
+            status = refused.current
+    if status != CampaignStatus.SPLITTING:  # paused, cancelled or failed: a resume sends a new request
+        logger.info("split not running", extra={"campaign_id": campaign.campaign_id, "status": status.value})
+        report.halted = status.value
+        return report
 
     splitter: _Splitter | None = None
     try:
@@ -163,11 +182,17 @@ def split_campaign(ctx: SplitterContext, request: SplitRequest) -> SplitReport:
     except (AudienceError, ObjectChanged) as exc:
         error = f"audience {campaign.audience_key}: {exc}"
         logger.error("split failed", extra={"campaign_id": campaign.campaign_id, "error": error})
-        ctx.campaigns.set_campaign_status(campaign.campaign_id, CampaignStatus.FAILED, error)
+        try:
+            ctx.campaigns.transition(campaign.campaign_id, MOVES[Action.FAIL], {"last_error": error})
+        except TransitionNotAllowed as refused:  # cancelled meanwhile: that stands
+            logger.info("campaign not failed", extra={"campaign_id": campaign.campaign_id, "reason": str(refused)})
         report.error = error
         return report
     except _Stop as stop:
-        if stop.lost:
+        if stop.halted is not None:
+            logger.info("split halted", extra={"campaign_id": campaign.campaign_id, "status": stop.halted.value})
+            report.halted = stop.halted.value
+        elif stop.lost:
             logger.warning(
                 "split checkpoint moved by another splitter; stopping", extra={"campaign_id": campaign.campaign_id}
             )
@@ -179,7 +204,10 @@ def split_campaign(ctx: SplitterContext, request: SplitRequest) -> SplitReport:
         if splitter is not None:
             splitter.close()
     if finished:
-        ctx.campaigns.set_campaign_status(campaign.campaign_id, CampaignStatus.SENDING)
+        try:
+            ctx.campaigns.transition(campaign.campaign_id, MOVES[Action.FINISH_SPLIT])
+        except TransitionNotAllowed as refused:  # paused (a resume goes on to SENDING) or cancelled
+            report.halted = refused.current.value
         report.done = True
     report.suppressed = report.counts.get("suppressed", 0)
     report.invalid = report.counts.get("invalid", 0)
@@ -265,6 +293,10 @@ class _Splitter:
             self.report.counts[name] = self.report.counts.get(name, 0) + value
         self.keys, self.recipients = [], []
         self.total = self.duplicates = self.invalid = 0
+        if not done:
+            status = self.ctx.campaigns.status_of(self.campaign_id)
+            if status != CampaignStatus.SPLITTING:
+                raise _Stop(lost=False, halted=status or CampaignStatus.CANCELLED)
 
     def _checkpoint_at(self, offset: int, stop: bool = False) -> None:
         """Flush at a record boundary inside the pass; stop if the invocation is nearly over."""

@@ -54,3 +54,18 @@ def test_stage_logs_access_and_throttles_per_stage_config(synth: Synthesized) ->
     assert settings["ThrottlingBurstLimit"] == synth.config.api.burst_limit
     assert settings["LoggingLevel"] == "ERROR"
     assert props["TracingEnabled"] is True
+
+
+def test_every_route_the_ingest_function_serves_is_behind_the_authenticated_proxy(synth: Synthesized) -> None:
+    from infra.api import ROUTES
+    from lambdas.ingest.handler import app
+
+    routes = [*app._static_routes, *app._dynamic_routes]
+    served = {(route.method, route.path.replace("<", "{").replace(">", "}")) for route in routes}
+    proxied = [m for m in synth.of_type("AWS::ApiGateway::Method").values() if _path_part(synth, m) == "{proxy+}"]
+    assert [m["Properties"]["HttpMethod"] for m in proxied] == ["ANY"]
+    assert proxied[0]["Properties"]["AuthorizationType"] == "AWS_IAM"
+    for method, path in ROUTES:
+        assert path.startswith("/v1/") and path != "/v1/unsubscribe"
+        rule = path.replace("{id}", "{campaign_id}" if "campaigns" in path else "{message_id}")
+        assert (method, rule) in served, (method, path)

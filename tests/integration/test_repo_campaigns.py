@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
+from massmailer import lifecycle
+from massmailer.lifecycle import MOVES, Action, TransitionNotAllowed, UnknownCampaign
 from massmailer.models import CampaignStatus
 from massmailer.store import Campaigns, Stores
 from massmailer.store.campaigns import DynamoCampaigns
@@ -29,11 +31,79 @@ def test_a_campaign_reads_back_with_zero_counters(campaigns: Campaigns) -> None:
 
 def test_status_and_error_are_kept(campaigns: Campaigns) -> None:
     campaigns.put_campaign(make_campaign("c1"))
-    campaigns.set_campaign_status("c1", CampaignStatus.FAILED, "stopped: store unavailable")
+    moved = campaigns.transition("c1", MOVES[Action.FAIL], {"last_error": "stopped: store unavailable"})
     stored = campaigns.get_campaign("c1")
-    assert stored is not None
-    assert stored.campaign.status == CampaignStatus.FAILED
+    assert stored is not None and moved == CampaignStatus.FAILED
+    assert stored.campaign.status == CampaignStatus.FAILED == campaigns.status_of("c1")
     assert stored.campaign.last_error == "stopped: store unavailable"
+    assert campaigns.status_of("missing") is None
+
+
+# Every stored state (COMPLETED is reported, not stored: see test_lifecycle) × every action.
+STORED = [s for s in CampaignStatus if s != CampaignStatus.COMPLETED]
+
+
+@pytest.mark.parametrize("state", STORED)
+def test_every_move_from_every_state_is_made_or_refused_naming_both_states(campaigns: Campaigns, state: str) -> None:
+    for n, action in enumerate(Action):
+        campaign_id = f"c{n}"
+        campaigns.put_campaign(make_campaign(campaign_id, status=CampaignStatus(state)))
+        move = MOVES[action]
+        if CampaignStatus(state) in move.sources:
+            expected = move.target or lifecycle.resume_target(split_done=False)
+            assert campaigns.transition(campaign_id, move) == expected
+            assert campaigns.status_of(campaign_id) == expected
+        else:
+            with pytest.raises(TransitionNotAllowed) as refused:
+                campaigns.transition(campaign_id, move)
+            assert refused.value.current == state
+            assert f"from {state} to " in str(refused.value)
+            assert campaigns.status_of(campaign_id) == state  # nothing written
+
+
+def test_resume_goes_back_to_splitting_or_to_sending_if_the_split_finished_meanwhile(campaigns: Campaigns) -> None:
+    for campaign_id, done in (("c1", False), ("c2", True)):
+        campaigns.put_campaign(make_campaign(campaign_id, status=CampaignStatus.PAUSED))
+        campaigns.advance_split(campaign_id, 0, 10, {"total": 1}, done)
+        assert campaigns.transition(campaign_id, MOVES[Action.RESUME]) == (
+            CampaignStatus.SENDING if done else CampaignStatus.SPLITTING
+        )
+
+
+def test_a_transition_sets_and_removes_its_fields_and_honours_expectations(campaigns: Campaigns) -> None:
+    campaigns.put_campaign(make_campaign("c1"))
+    rates = {"sent": 100, "bounced": 6, "bounce_rate": 0.06}
+    campaigns.transition(
+        "c1", MOVES[Action.AUTO_PAUSE], {"pause_cause": "bounce_rate", "pause_rates": rates}, expect={"resumes": 0}
+    )
+    paused = campaigns.get_campaign("c1")
+    assert paused is not None and (paused.pause_cause, paused.pause_rates) == ("bounce_rate", rates)
+    campaigns.transition("c1", MOVES[Action.RESUME], {"pause_cause": None, "pause_rates": None, "resumes": 1})
+    resumed = campaigns.get_campaign("c1")
+    assert resumed is not None and (resumed.pause_cause, resumed.pause_rates, resumed.resumes) == (None, None, 1)
+    with pytest.raises(TransitionNotAllowed):  # a guard that read the campaign before the resume
+        campaigns.transition("c1", MOVES[Action.AUTO_PAUSE], {"pause_cause": "bounce_rate"}, expect={"resumes": 0})
+    assert campaigns.status_of("c1") == CampaignStatus.SPLITTING
+    with pytest.raises(UnknownCampaign):
+        campaigns.transition("missing", MOVES[Action.PAUSE])
+    with pytest.raises(ValueError, match="may not set"):
+        campaigns.transition("c1", MOVES[Action.PAUSE], {"c_sent": 0})
+
+
+def test_a_batch_is_parked_only_while_the_campaign_is_paused(campaigns: Campaigns) -> None:
+    campaigns.put_campaign(make_campaign("c1"))
+    assert campaigns.park_batch("c1", "sqs-1", "low", "{}") is False
+    campaigns.transition("c1", MOVES[Action.PAUSE])
+    assert campaigns.park_batch("c1", "sqs-1", "low", '{"a":1}') is True
+    assert campaigns.park_batch("c1", "sqs-2", "high", '{"b":2}') is True
+    assert campaigns.park_batch("missing", "sqs-3", "low", "{}") is False
+    parked = sorted(campaigns.parked_batches("c1"), key=lambda p: p.key)
+    assert [(p.key, p.lane, p.body) for p in parked] == [("sqs-1", "low", '{"a":1}'), ("sqs-2", "high", '{"b":2}')]
+    assert campaigns.get_campaign("c1") is not None  # parked batches are not part of the campaign's read
+    campaigns.unpark("c1", "sqs-1")
+    assert [p.key for p in campaigns.parked_batches("c1")] == ["sqs-2"]
+    campaigns.transition("c1", MOVES[Action.RESUME])
+    assert campaigns.park_batch("c1", "sqs-4", "low", "{}") is False
 
 
 def test_counts_add_up_and_never_create_a_campaign(campaigns: Campaigns) -> None:
@@ -66,8 +136,9 @@ def test_a_queue_messages_counts_are_added_once_however_often_it_comes(campaigns
     assert campaigns.count_batch("c1", "sqs-2", {"sent": 2}) is True
     assert campaigns.count_batch("missing", "sqs-3", {"sent": 2}) is False
     assert campaigns.count_batch("c1", "sqs-4", {"sent": 0}) is True  # nothing to add: nothing written
+    assert campaigns.count_batch("c1", "sqs-5", {"cancelled": 2}) is True
     stored = campaigns.get_campaign("c1")
-    assert stored is not None and (stored.counts.sent, stored.counts.failed) == (5, 1)
+    assert stored is not None and (stored.counts.sent, stored.counts.failed, stored.counts.cancelled) == (5, 1, 2)
 
 
 # -- DynamoDB only: writes refused by a concurrent transaction are tried again ----------------------

@@ -91,8 +91,13 @@ def test_missing_file_can_fail_the_campaign() -> None:
     send_batch(ctx, _batch(2))
     stored = ctx.campaigns.get_campaign("c1")
     assert stored.campaign.status == CampaignStatus.FAILED and "invoice-2.pdf" in stored.campaign.last_error  # type: ignore[union-attr,operator]
-    report = send_batch(ctx, _batch(1))  # later batches of a failed campaign are not sent
-    assert report.outcomes == {"dropped": 1} and ses.sent == []
+    failed_before = stored.counts.failed  # type: ignore[union-attr]
+    later = _batch(3)
+    report = send_batch(ctx, later)  # later batches of a failed campaign are not sent: settled FAILED
+    assert report.outcomes == {"failed": 1} and ses.sent == []
+    record = ctx.messages.get_message(later.recipients[0].message_id)
+    assert record is not None and record["status"] == "FAILED" and "invoice-2.pdf" in record["last_error"]
+    assert ctx.campaigns.get_campaign("c1").counts.failed == failed_before + 1  # type: ignore[union-attr]
 
 
 def test_attachments_over_the_size_limit_fail_the_recipient() -> None:

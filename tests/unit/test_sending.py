@@ -9,6 +9,7 @@ import random
 import pytest
 
 from massmailer.errors import ConfigurationError, HardBounce, ProviderDown, SoftBounce, Throttled, Transient
+from massmailer.lifecycle import MOVES, Action
 from massmailer.memory import InMemoryQueue
 from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Lane
 from massmailer.providers.chain import ProviderChain
@@ -283,11 +284,50 @@ def test_store_outage_before_sending_requeues_the_recipient() -> None:
 def test_a_paused_campaign_sends_nothing_and_keeps_its_recipients() -> None:
     ses = FakeProvider("ses")
     ctx = _ctx(ses)
-    ctx.campaigns.set_campaign_status(CAMPAIGN, CampaignStatus.PAUSED)
-    report = send_batch(ctx, _batch(3))
-    assert ses.sent == [] and report.outcomes == {"paused": 3}
-    ((retry, delay),) = _requeued(ctx)
-    assert len(retry.recipients) == 3 and delay == 900
+    ctx.campaigns.transition(CAMPAIGN, MOVES[Action.PAUSE])
+    report = send_batch(ctx, _batch(3), delivery="sqs-1")
+    assert ses.sent == [] and report.outcomes == {"parked": 3}
+    assert ctx.queue.sent.get("low") is None  # type: ignore[attr-defined]  # parked, not polling the queue
+    [parked] = ctx.campaigns.parked_batches(CAMPAIGN)
+    assert parked.key == "sqs-1" and len(BatchMessage.model_validate_json(parked.body).recipients) == 3
+
+
+def test_a_pause_committed_mid_batch_stops_the_next_send_and_releases_the_rest() -> None:
+    ses = FakeProvider("ses")
+    ctx = dataclasses.replace(_ctx(ses), concurrency=1)
+    real = ctx.campaigns.status_of
+    reads: list[str] = []
+
+    def status_of(campaign_id: str) -> CampaignStatus | None:
+        status = real(campaign_id)
+        reads.append(str(status))
+        if len(reads) == 2:  # the batch's arrival read, then the first send's: pause right after it
+            ctx.campaigns.transition(CAMPAIGN, MOVES[Action.PAUSE])
+        return status
+
+    ctx.campaigns.status_of = status_of  # type: ignore[method-assign]
+    report = send_batch(ctx, _batch(3), delivery="sqs-1")
+    assert [e.recipient for e in ses.sent] == ["u0@example.com"]  # it had passed its check: in flight
+    assert report.outcomes == {"sent": 1, "halted": 2}
+    ((again, delay),) = _requeued(ctx)
+    assert [r.message_id for r in again.recipients] == ["m1", "m2"] and delay == 0
+    assert {ctx.messages.get_message(m)["status"] for m in ("m1", "m2")} == {"RETRY_WAIT"}  # type: ignore[index]
+    assert send_batch(ctx, again, delivery="sqs-2").outcomes == {"parked": 2}
+
+
+def test_batches_of_a_cancelled_campaign_are_settled_cancelled_and_counted_once() -> None:
+    ses = FakeProvider("ses")
+    ctx = _ctx(ses)
+    ctx.campaigns.advance_split(CAMPAIGN, 0, 1, {"total": 3}, True)
+    send_batch(ctx, _batch(1), delivery="sqs-0")  # m0 sent before the cancel
+    ctx.campaigns.transition(CAMPAIGN, MOVES[Action.CANCEL])
+    report = send_batch(ctx, _batch(3), delivery="sqs-1")
+    again = send_batch(ctx, _batch(3), delivery="sqs-1")  # a redelivery of the same message
+    assert report.outcomes == {"skipped": 1, "cancelled": 2} and len(ses.sent) == 1
+    assert again.outcomes == {"skipped": 1, "cancelled": 2}  # found finished by this message: not recounted
+    counts = ctx.campaigns.get_campaign(CAMPAIGN).counts  # type: ignore[union-attr]
+    assert (counts.sent, counts.cancelled, counts.queued) == (1, 2, 0)
+    assert ctx.messages.get_message("m2")["status"] == "CANCELLED"  # type: ignore[index]
 
 
 def test_transactional_mail_uses_its_own_stored_content_and_has_no_unsubscribe_header() -> None:

@@ -115,3 +115,55 @@ def test_a_full_batch_of_the_largest_allowed_variables_fits_an_sqs_message() -> 
         ],
     )
     assert len(batch.model_dump_json().encode()) < SQS_MAX_MESSAGE_BYTES
+
+
+# -- pause and cancel during the split ---------------------------------------------------------------
+
+
+def test_a_split_that_finishes_after_a_pause_leaves_the_campaign_paused_and_resume_sends() -> None:
+    from massmailer.lifecycle import MOVES, Action
+
+    ctx = _setup([{"email": f"user{i}@example.com"} for i in range(30)])
+    real = ctx.campaigns.advance_split
+
+    def pause_then_checkpoint(*args: object, **kwargs: object) -> bool:
+        ctx.campaigns.transition("c1", MOVES[Action.PAUSE])  # the operator, just before the last checkpoint
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    ctx.campaigns.advance_split = pause_then_checkpoint  # type: ignore[method-assign]
+    report = split_campaign(ctx, SplitRequest(campaign_id="c1"))
+
+    stored = ctx.campaigns.get_campaign("c1")
+    assert stored is not None and report.done and stored.split_done
+    assert stored.campaign.status == CampaignStatus.PAUSED and report.halted == "PAUSED"
+    assert ctx.campaigns.transition("c1", MOVES[Action.RESUME]) == CampaignStatus.SENDING
+
+
+@pytest.mark.parametrize("action", ["pause", "cancel"])
+def test_a_pause_or_cancel_stops_the_split_at_the_next_checkpoint_and_resume_continues_it(action: str) -> None:
+    from massmailer.lifecycle import MOVES, Action
+
+    ctx = _setup([{"email": f"user{i}@example.com"} for i in range(1200)])  # three chunks of ≤500
+    real = ctx.campaigns.advance_split
+    calls = []
+
+    def checkpoint(*args: object, **kwargs: object) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            ctx.campaigns.transition("c1", MOVES[Action(action)])
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    ctx.campaigns.advance_split = checkpoint  # type: ignore[method-assign]
+    report = split_campaign(ctx, SplitRequest(campaign_id="c1"))
+
+    assert len(calls) == 1 and not report.done and not report.continued
+    assert report.halted == ("PAUSED" if action == "pause" else "CANCELLED")
+    assert len({r.email for b in _batches(ctx) for r in b.recipients}) == 500
+    assert ctx.queue.sent.get("split") is None  # type: ignore[attr-defined]  # no continuation
+    if action == "pause":
+        ctx.campaigns.transition("c1", MOVES[Action.RESUME])
+        again = split_campaign(ctx, SplitRequest(campaign_id="c1"))
+        assert again.done and len({r.email for b in _batches(ctx) for r in b.recipients}) == 1200
+        assert ctx.campaigns.get_campaign("c1").campaign.status == CampaignStatus.SENDING  # type: ignore[union-attr]
+    else:
+        assert split_campaign(ctx, SplitRequest(campaign_id="c1")).halted == "CANCELLED"

@@ -7,7 +7,7 @@ contract against both). Key builders and the table layout: ``massmailer.store.ke
 ==================  ================  ===================  ========================  ============
 module              port              DynamoDB             in memory                 items
 ==================  ================  ===================  ========================  ============
-campaigns           Campaigns         DynamoCampaigns      InMemoryCampaigns         META, CONTENT
+campaigns           Campaigns         DynamoCampaigns      InMemoryCampaigns         META, CONTENT, PARKED#
 messages            Messages          DynamoMessages       InMemoryMessages          MSG (+ GSI1)
 suppressions        Suppressions      DynamoSuppressions   InMemorySuppressions      SUPP
 idempotency         IdempotencyKeys   DynamoIdempotency…   InMemoryIdempotencyKeys   IDEMP
@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from massmailer.store.campaigns import Campaigns, DynamoCampaigns, InMemoryCampaigns, StoredCampaign
+from massmailer.store.campaigns import Campaigns, DynamoCampaigns, InMemoryCampaigns, ParkedBatch, StoredCampaign
 from massmailer.store.dynamo import Clock, StoreUnavailable
 from massmailer.store.idempotency import DynamoIdempotencyKeys, IdempotencyKeys, InMemoryIdempotencyKeys
 from massmailer.store.markers import DynamoMarkers, InMemoryMarkers, Markers
@@ -42,6 +42,7 @@ __all__ = [
     "Markers",
     "Messages",
     "Meter",
+    "ParkedBatch",
     "SharedState",
     "StoreUnavailable",
     "StoredCampaign",

@@ -1,7 +1,17 @@
-"""Campaigns: META (status, counters, split cursor) and CONTENT (the campaign document).
+"""Campaigns: META (status, counters, split cursor) and CONTENT (the campaign document), and the
+batches parked while a campaign is paused (PARKED#<queue message id>).
+
+``transition`` is the only way a campaign's status changes: one conditional write whose condition is
+the move's sources (``massmailer.lifecycle``); a refusal raises ``TransitionNotAllowed`` naming the
+state found (``ReturnValuesOnConditionCheckFailure=ALL_OLD``, so no second read).
 
 ``count_batch`` adds one queue message's counts exactly once: it writes the COUNTED marker
 (``keys.counted_key``; read back by ``markers.was_counted``) and the counters in one transaction.
+
+``park_batch`` keeps a batch that arrived while the campaign is PAUSED, in one transaction with a
+check that the campaign *is* PAUSED: a park racing a resume either commits before the resume's
+status write (and the resume, which lists the parked batches after it, re-enqueues it) or is
+refused (and the sender sends the batch).
 """
 
 from __future__ import annotations
@@ -9,16 +19,25 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+
+from massmailer.lifecycle import Move, TransitionNotAllowed, UnknownCampaign, resume_target
 from massmailer.models import Campaign, CampaignCounts, CampaignStatus
 from massmailer.store import keys
-from massmailer.store.dynamo import Clock, DynamoRepository, plain
+from massmailer.store.dynamo import Clock, DynamoRepository, conditional_failed, plain
 from massmailer.store.markers import InMemoryMarkers
 from massmailer.store.memory import InMemoryRepository, Meter
 
 COUNTED_TTL_SECONDS = 14 * 24 * 3600  # SQS keeps a message at most 14 days: no redelivery after that
 COUNTER_FIELDS = tuple(CampaignCounts.model_fields)
+
+
+# What a transition may set besides the status (None removes the attribute).
+STATE_FIELDS = ("last_error", "pause_cause", "pause_rates", "resumes", "guard_from")
 
 
 @dataclass
@@ -27,12 +46,33 @@ class StoredCampaign:
     counts: CampaignCounts
     split_cursor: int = 0
     split_done: bool = False
+    pause_cause: str | None = None  # "bounce_rate" | "complaint_rate": the guard paused it
+    pause_rates: dict[str, Any] | None = None  # the counts and rates when the guard paused it
+    resumes: int = 0  # how often it was resumed (the guard's pause is conditioned on it)
+    guard_from: dict[str, int] | None = None  # the counts at the last resume: the guard rates what came after
+
+
+@dataclass(frozen=True)
+class ParkedBatch:
+    key: str  # the queue message id it arrived as
+    lane: str
+    body: str
 
 
 class Campaigns(Protocol):
     def put_campaign(self, campaign: Campaign) -> None: ...
     def get_campaign(self, campaign_id: str) -> StoredCampaign | None: ...
-    def set_campaign_status(self, campaign_id: str, status: CampaignStatus, error: str | None = None) -> None: ...
+    def status_of(self, campaign_id: str) -> CampaignStatus | None: ...
+    def transition(
+        self,
+        campaign_id: str,
+        move: Move,
+        sets: Mapping[str, Any] | None = None,
+        expect: Mapping[str, Any] | None = None,
+    ) -> CampaignStatus: ...
+    def park_batch(self, campaign_id: str, key: str, lane: str, body: str) -> bool: ...
+    def parked_batches(self, campaign_id: str) -> list[ParkedBatch]: ...
+    def unpark(self, campaign_id: str, key: str) -> None: ...
     def add_campaign_counts(self, campaign_id: str, deltas: Mapping[str, int]) -> None: ...
     def count_batch(self, campaign_id: str, delivery: str, deltas: Mapping[str, int]) -> bool: ...
     def advance_split(
@@ -47,13 +87,55 @@ def campaign_from_item(item: Mapping[str, Any]) -> StoredCampaign:
     campaign.last_error = item.get("last_error")
     counts = CampaignCounts(**{name: int(item.get(f"c_{name}", 0)) for name in COUNTER_FIELDS})
     # queued is derived, never stored: what is neither suppressed nor finished yet.
-    counts.queued = max(counts.total - counts.suppressed - counts.sent - counts.failed, 0)
+    counts.queued = max(counts.total - counts.suppressed - counts.sent - counts.failed - counts.cancelled, 0)
     return StoredCampaign(
         campaign=campaign,
         counts=counts,
         split_cursor=int(item.get("split_cursor", 0)),
         split_done=bool(item.get("split_done", False)),
+        pause_cause=item.get("pause_cause"),
+        pause_rates=item.get("pause_rates"),
+        resumes=int(item.get("resumes", 0)),
+        guard_from=item.get("guard_from"),
     )
+
+
+def _target(move: Move, split_done: bool) -> CampaignStatus:
+    return move.target if move.target is not None else resume_target(split_done)
+
+
+def _refused(move: Move, old: Mapping[str, Any] | None) -> Exception:
+    if not old or "status" not in old:
+        return UnknownCampaign("campaign not found")
+    current = CampaignStatus(old["status"])
+    return TransitionNotAllowed(move.action, current, move.target)
+
+
+_DESERIALIZE = TypeDeserializer().deserialize
+
+
+def _old_item(exc: ClientError) -> dict[str, Any] | None:
+    """The item a refused conditional write returned (ALL_OLD), in plain Python values."""
+    item = exc.response.get("Item")
+    if not item:
+        return None
+    if all(isinstance(v, dict) and len(v) == 1 and next(iter(v)) in _TYPES for v in item.values()):
+        item = {k: _DESERIALIZE(v) for k, v in item.items()}
+    return dict(plain(item))
+
+
+def _decimals(value: Any) -> Any:
+    """Floats as DynamoDB takes them (Decimal), in nested maps and lists too."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimals(v) for v in value]
+    return value
+
+
+_TYPES = frozenset({"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"})
 
 
 def _nonzero(deltas: Mapping[str, int]) -> dict[str, int]:
@@ -80,18 +162,24 @@ class DynamoCampaigns(DynamoRepository):
             "status": campaign.status.value,
             "split_cursor": 0,
             "split_done": False,
+            "resumes": 0,
             "created_at": campaign.created_at.isoformat(),
             **{f"c_{name}": 0 for name in COUNTER_FIELDS},
         }
         self._call(self._table.put_item, Item=item)
 
     def get_campaign(self, campaign_id: str) -> StoredCampaign | None:
-        """META and CONTENT in one strongly consistent query of the campaign's partition."""
+        """META and CONTENT in one strongly consistent query of the campaign's partition (the sort
+        keys between them, so parked batches, which sort after META, are not read)."""
         result = self._call(
             self._table.query,
-            KeyConditionExpression="#pk = :pk",
-            ExpressionAttributeNames={"#pk": keys.PK},
-            ExpressionAttributeValues={":pk": keys.campaign_partition(campaign_id)},
+            KeyConditionExpression="#pk = :pk AND #sk BETWEEN :content AND :meta",
+            ExpressionAttributeNames={"#pk": keys.PK, "#sk": keys.SK},
+            ExpressionAttributeValues={
+                ":pk": keys.campaign_partition(campaign_id),
+                ":content": keys.CONTENT,
+                ":meta": keys.META,
+            },
             ConsistentRead=True,
         )
         items = {item[keys.SK]: item for item in result.get("Items", [])}
@@ -99,20 +187,142 @@ class DynamoCampaigns(DynamoRepository):
             return None
         return campaign_from_item({**items[keys.CONTENT], **items[keys.META]})
 
-    def set_campaign_status(self, campaign_id: str, status: CampaignStatus, error: str | None = None) -> None:
-        names = {"#s": "status"}
-        values: dict[str, Any] = {":s": status.value}
-        expr = "SET #s = :s"
-        if error is not None:
-            expr += ", last_error = :e"
-            values[":e"] = error
-        self._call(
-            self._table.update_item,
+    def status_of(self, campaign_id: str) -> CampaignStatus | None:
+        """The stored status, strongly consistent (one read of META's status only: 1 RCU)."""
+        result = self._call(
+            self._table.get_item,
             Key=keys.campaign_key(campaign_id),
-            UpdateExpression=expr,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
+            ProjectionExpression="#s",
+            ExpressionAttributeNames={"#s": "status"},
+            ConsistentRead=True,
         )
+        item = result.get("Item")
+        return CampaignStatus(item["status"]) if item and "status" in item else None
+
+    def transition(
+        self,
+        campaign_id: str,
+        move: Move,
+        sets: Mapping[str, Any] | None = None,
+        expect: Mapping[str, Any] | None = None,
+    ) -> CampaignStatus:
+        """Move the campaign's status, if it is in one of ``move.sources`` (and ``expect``'s attributes
+        have those values; None: absent); set ``sets`` in the same write. Returns the new status;
+        raises ``TransitionNotAllowed`` (naming the current state) or ``UnknownCampaign``."""
+        split_done: bool | None = None
+        for _ in range(3):  # RESUME: tried again if split_done flipped between the read and the write
+            if move.target is None and split_done is None:
+                found = self._call(self._table.get_item, Key=keys.campaign_key(campaign_id), ConsistentRead=True).get(
+                    "Item"
+                )
+                if not found or CampaignStatus(found["status"]) not in move.sources:
+                    raise _refused(move, found)
+                split_done = bool(found.get("split_done", False))
+            target = _target(move, bool(split_done))
+            names: dict[str, str] = {"#s": "status"}
+            values: dict[str, Any] = {":t": target.value}
+            sources = sorted(s.value for s in move.sources)
+            values.update({f":src{i}": v for i, v in enumerate(sources)})
+            condition = f"#s IN ({', '.join(f':src{i}' for i in range(len(sources)))})"
+            if split_done is not None:
+                names["#done"] = "split_done"
+                values[":done"] = split_done
+                condition += " AND #done = :done"
+            for i, (name, value) in enumerate((expect or {}).items()):
+                names[f"#e{i}"] = name
+                if value is None:
+                    condition += f" AND attribute_not_exists(#e{i})"
+                else:
+                    values[f":e{i}"] = value
+                    condition += f" AND #e{i} = :e{i}"
+            set_parts, remove_parts = ["#s = :t"], []
+            for i, (name, value) in enumerate((sets or {}).items()):
+                if name not in STATE_FIELDS:
+                    raise ValueError(f"a transition may not set {name!r}")
+                names[f"#x{i}"] = name
+                if value is None:
+                    remove_parts.append(f"#x{i}")
+                else:
+                    values[f":x{i}"] = _decimals(value)
+                    set_parts.append(f"#x{i} = :x{i}")
+            update = "SET " + ", ".join(set_parts) + (" REMOVE " + ", ".join(remove_parts) if remove_parts else "")
+            try:
+                self._call(
+                    self._table.update_item,
+                    Key=keys.campaign_key(campaign_id),
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+                return target
+            except ClientError as exc:
+                if not conditional_failed(exc):
+                    raise
+                old = _old_item(exc)
+                if old is None:  # not returned (an older DynamoDB emulator): read it
+                    old = self._call(self._table.get_item, Key=keys.campaign_key(campaign_id), ConsistentRead=True).get(
+                        "Item"
+                    )
+                    old = plain(old) if old else None
+            if not old or "status" not in old or CampaignStatus(old["status"]) not in move.sources:
+                raise _refused(move, old)
+            current = CampaignStatus(old["status"])
+            if split_done is not None and bool(old.get("split_done", False)) != split_done:
+                split_done = bool(old.get("split_done", False))
+                continue
+            # In a source state, yet refused: an ``expect`` did not hold (e.g. the guard's resumes).
+            raise TransitionNotAllowed(move.action, current, move.target)
+        raise TransitionNotAllowed(move.action, CampaignStatus.PAUSED, move.target)  # pragma: no cover
+
+    def park_batch(self, campaign_id: str, key: str, lane: str, body: str) -> bool:
+        """Keep a batch while the campaign is PAUSED; False (nothing written) when it is not."""
+        items = [
+            {
+                "ConditionCheck": {
+                    "TableName": self._table.name,
+                    "Key": keys.campaign_key(campaign_id),
+                    "ConditionExpression": "#s = :paused",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                    "ExpressionAttributeValues": {":paused": CampaignStatus.PAUSED.value},
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table.name,
+                    "Item": {**keys.parked_key(campaign_id, key), "lane": lane, "body": body},
+                }
+            },
+        ]
+        return self._conditional(self._client.transact_write_items, TransactItems=items) is not None
+
+    def parked_batches(self, campaign_id: str) -> list[ParkedBatch]:
+        parked: list[ParkedBatch] = []
+        start: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :parked)",
+                "ExpressionAttributeNames": {"#pk": keys.PK, "#sk": keys.SK},
+                "ExpressionAttributeValues": {
+                    ":pk": keys.campaign_partition(campaign_id),
+                    ":parked": keys.PARKED_PREFIX,
+                },
+                "ConsistentRead": True,
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            result = self._call(self._table.query, **kwargs)
+            parked += [
+                ParkedBatch(str(i[keys.SK]).removeprefix(keys.PARKED_PREFIX), str(i["lane"]), str(i["body"]))
+                for i in result.get("Items", [])
+            ]
+            start = result.get("LastEvaluatedKey")
+            if not start:
+                return parked
+
+    def unpark(self, campaign_id: str, key: str) -> None:
+        self._call(self._table.delete_item, Key=keys.parked_key(campaign_id, key))
 
     def add_campaign_counts(self, campaign_id: str, deltas: Mapping[str, int]) -> None:
         expr, names, values = _counter_adds(deltas)
@@ -179,6 +389,7 @@ class InMemoryCampaigns(InMemoryRepository):
         super().__init__(clock, meter)
         self._markers = markers
         self.by_id: dict[str, dict[str, Any]] = {}
+        self.parked: dict[str, dict[str, ParkedBatch]] = {}
 
     def put_campaign(self, campaign: Campaign) -> None:
         with self._lock:
@@ -188,6 +399,7 @@ class InMemoryCampaigns(InMemoryRepository):
                 "status": campaign.status.value,
                 "split_cursor": 0,
                 "split_done": False,
+                "resumes": 0,
                 **{f"c_{name}": 0 for name in COUNTER_FIELDS},
             }
 
@@ -195,13 +407,56 @@ class InMemoryCampaigns(InMemoryRepository):
         item = self.by_id.get(campaign_id)
         return campaign_from_item(item) if item else None
 
-    def set_campaign_status(self, campaign_id: str, status: CampaignStatus, error: str | None = None) -> None:
+    def status_of(self, campaign_id: str) -> CampaignStatus | None:
+        item = self.by_id.get(campaign_id)
+        return CampaignStatus(item["status"]) if item else None
+
+    def transition(
+        self,
+        campaign_id: str,
+        move: Move,
+        sets: Mapping[str, Any] | None = None,
+        expect: Mapping[str, Any] | None = None,
+    ) -> CampaignStatus:
+        with self._lock:
+            item = self.by_id.get(campaign_id)
+            if item is None:
+                raise UnknownCampaign(f"campaign {campaign_id} not found")
+            current = CampaignStatus(item["status"])
+            if current not in move.sources:
+                raise _refused(move, item)
+            if any(item.get(name) != value for name, value in (expect or {}).items()):
+                raise TransitionNotAllowed(move.action, current, move.target)
+            for name in sets or {}:
+                if name not in STATE_FIELDS:
+                    raise ValueError(f"a transition may not set {name!r}")
+            self.meter.write()
+            target = _target(move, bool(item["split_done"]))
+            item["status"] = target.value
+            for name, value in (sets or {}).items():
+                if value is None:
+                    item.pop(name, None)
+                else:
+                    item[name] = value
+            return target
+
+    def park_batch(self, campaign_id: str, key: str, lane: str, body: str) -> bool:
+        with self._lock:
+            item = self.by_id.get(campaign_id)
+            if item is None or item["status"] != CampaignStatus.PAUSED.value:
+                return False
+            self.meter.write()
+            self.parked.setdefault(campaign_id, {})[key] = ParkedBatch(key, lane, body)
+            return True
+
+    def parked_batches(self, campaign_id: str) -> list[ParkedBatch]:
+        with self._lock:
+            return list(self.parked.get(campaign_id, {}).values())
+
+    def unpark(self, campaign_id: str, key: str) -> None:
         with self._lock:
             self.meter.write()
-            item = self.by_id[campaign_id]
-            item["status"] = status.value
-            if error is not None:
-                item["last_error"] = error
+            self.parked.get(campaign_id, {}).pop(key, None)
 
     def add_campaign_counts(self, campaign_id: str, deltas: Mapping[str, int]) -> None:
         deltas = _nonzero(deltas)

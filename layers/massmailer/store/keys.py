@@ -7,6 +7,7 @@ item                   PK                    SK      notes
 =====================  ====================  ======  ==========================================
 campaign               CAMPAIGN#<id>         META    status, counters (c_*), split cursor (<1 KiB)
 campaign content       CAMPAIGN#<id>         CONTENT the campaign document (templates, options)
+parked batch           CAMPAIGN#<id>         PARKED# a batch that arrived while paused (#<queue msg id>)
 message record         MSG#<message_id>      MSG     status, attempts, lease; GSI1PK=PMID#<id> (opt-in)
 suppression            SUPP#<address key>    SUPP    reason, details
 idempotency key        IDEMP#<key>           IDEMP   request hash + stored response, TTL 24 h
@@ -39,6 +40,7 @@ CAMPAIGN_PREFIX = "CAMPAIGN#"
 MESSAGE_PREFIX = "MSG#"
 WINDOW_PREFIX = "W#"
 STATE = "STATE"
+PARKED_PREFIX = "PARKED#"
 
 
 def campaign_partition(campaign_id: str) -> str:
@@ -53,6 +55,11 @@ def campaign_content_key(campaign_id: str) -> dict[str, str]:
     """The campaign's document, apart from META: every counter update writes META, and DynamoDB
     bills a write per KiB of the whole item, so the templates must not ride along (3 WRU → 1)."""
     return {PK: campaign_partition(campaign_id), SK: CONTENT}
+
+
+def parked_key(campaign_id: str, queue_message_id: str) -> dict[str, str]:
+    """A batch parked while its campaign is paused, in the campaign's partition (one Query lists them)."""
+    return {PK: campaign_partition(campaign_id), SK: f"{PARKED_PREFIX}{queue_message_id}"}
 
 
 def message_key(message_id: str) -> dict[str, str]:
