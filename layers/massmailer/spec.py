@@ -52,7 +52,8 @@ JOB_TABLE = TableSpec(
     partition_key="PK",
     sort_key="SK",
     indexes=(
-        # Provider message id -> message record (bounce/complaint correlation).
+        # Provider message id -> message record (bounce/complaint correlation); and the campaigns'
+        # cards under one partition key, newest first (GET /v1/campaigns).
         IndexSpec(name="GSI1", partition_key="GSI1PK", sort_key="GSI1SK"),
     ),
     ttl_attribute="expires_at",

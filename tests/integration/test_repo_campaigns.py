@@ -3,6 +3,8 @@ DynamoDB (moto) and the in-memory twin alike; then the Dynamo calls' conflict re
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -11,6 +13,7 @@ from massmailer.lifecycle import MOVES, Action, TransitionNotAllowed, UnknownCam
 from massmailer.models import CampaignStatus
 from massmailer.store import Campaigns, Stores
 from massmailer.store.campaigns import DynamoCampaigns
+from tests.integration.conftest import Clock, open_stores
 from tests.support import make_campaign
 
 
@@ -182,3 +185,48 @@ def test_a_plain_write_refused_by_a_transaction_on_its_item_is_tried_again(aws_e
 
     DynamoCampaigns(Table()).add_campaign_counts("c1", {"delivered": 1})
     assert Table.calls == 3
+
+
+def test_the_list_is_newest_first_paged_by_position_and_filtered_by_name_and_by_keep(campaigns: Campaigns) -> None:
+    base = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    for i in range(5):  # c0 oldest … c4 newest; names alternate between two prefixes
+        campaign = make_campaign(f"c{i}").model_copy(
+            update={"name": f"{'spring' if i % 2 == 0 else 'autumn'} {i}", "created_at": base + timedelta(seconds=i)}
+        )
+        campaigns.put_campaign(campaign)
+    campaigns.add_campaign_counts("c3", {"total": 7, "sent": 2})
+    campaigns.transition("c1", MOVES[Action.CANCEL])
+
+    pages, after = [], None
+    while True:
+        page = campaigns.list_campaigns(2, after)
+        pages.append([s.campaign_id for s in page.items])
+        after = page.after
+        if after is None:
+            break
+    assert pages == [["c4", "c3"], ["c2", "c1"], ["c0"]]
+
+    (c3,) = [s for s in campaigns.list_campaigns(5).items if s.campaign_id == "c3"]
+    assert (c3.name, c3.created_at, c3.send_at, c3.status) == ("autumn 3", base + timedelta(seconds=3), None, "SENDING")
+    assert (c3.counts.total, c3.counts.sent, c3.counts.queued, c3.split_done) == (7, 2, 5, False)
+
+    spring = campaigns.list_campaigns(10, name_prefix="spring")
+    assert [s.campaign_id for s in spring.items] == ["c4", "c2", "c0"] and spring.after is None
+    cancelled = campaigns.list_campaigns(10, keep=lambda s: s.status == CampaignStatus.CANCELLED)
+    assert [s.campaign_id for s in cancelled.items] == ["c1"]
+    assert campaigns.list_campaigns(10, "2026-03-01T12:00:02.000000Z#c2").items[0].campaign_id == "c1"
+
+
+def test_the_list_skips_a_card_without_meta_and_meta_carries_no_index_keys(aws_env: None, clock: Clock) -> None:
+    with open_stores("dynamodb", clock) as stores:
+        campaigns = stores.campaigns
+        assert isinstance(campaigns, DynamoCampaigns)
+        table = campaigns._table
+        campaigns.put_campaign(make_campaign("c1"))
+        campaigns.put_campaign(make_campaign("c2"))
+        table.delete_item(Key={"PK": "CAMPAIGN#c1", "SK": "META"})  # as if its creation stopped there
+        assert [s.campaign_id for s in campaigns.list_campaigns(10).items] == ["c2"]
+        # The card is indexed, META is not: the send path's counter updates write no index entry.
+        card = table.get_item(Key={"PK": "CAMPAIGN#c2", "SK": "CARD"})["Item"]
+        meta = table.get_item(Key={"PK": "CAMPAIGN#c2", "SK": "META"})["Item"]
+        assert card["GSI1PK"] == "CAMPAIGNS" and "GSI1PK" not in meta and "GSI1SK" not in meta

@@ -7,7 +7,7 @@ contract against both). Key builders and the table layout: ``massmailer.store.ke
 ==================  ================  ===================  ========================  ============
 module              port              DynamoDB             in memory                 items
 ==================  ================  ===================  ========================  ============
-campaigns           Campaigns         DynamoCampaigns      InMemoryCampaigns         META, CONTENT, PARKED#
+campaigns           Campaigns         DynamoCampaigns      InMemoryCampaigns         META, CONTENT, CARD, PARKED#
 messages            Messages          DynamoMessages       InMemoryMessages          MSG (+ GSI1)
 suppressions        Suppressions      DynamoSuppressions   InMemorySuppressions      SUPP
 idempotency         IdempotencyKeys   DynamoIdempotency…   InMemoryIdempotencyKeys   IDEMP
@@ -24,7 +24,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from massmailer.store.campaigns import Campaigns, DynamoCampaigns, InMemoryCampaigns, ParkedBatch, StoredCampaign
+from massmailer.store.campaigns import (
+    CampaignPage,
+    Campaigns,
+    CampaignSummary,
+    DynamoCampaigns,
+    InMemoryCampaigns,
+    ParkedBatch,
+    StoredCampaign,
+)
 from massmailer.store.dynamo import Clock, StoreUnavailable
 from massmailer.store.idempotency import DynamoIdempotencyKeys, IdempotencyKeys, InMemoryIdempotencyKeys
 from massmailer.store.markers import DynamoMarkers, InMemoryMarkers, Markers
@@ -35,6 +43,8 @@ from massmailer.store.suppressions import DynamoSuppressions, InMemorySuppressio
 
 __all__ = [
     "SENT_LIKE",
+    "CampaignPage",
+    "CampaignSummary",
     "Campaigns",
     "Claim",
     "IdempotencyKeys",

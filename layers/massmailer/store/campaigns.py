@@ -17,8 +17,9 @@ refused (and the sender sends the batch).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -59,6 +60,33 @@ class ParkedBatch:
     body: str
 
 
+@dataclass(frozen=True)
+class CampaignSummary:
+    """A campaign as the list shows it: its card (name, times) and META (status, counters)."""
+
+    campaign_id: str
+    name: str
+    created_at: datetime
+    send_at: datetime | None
+    status: CampaignStatus  # as stored (COMPLETED is reported: see intake.reported_status)
+    split_done: bool
+    counts: CampaignCounts
+
+
+@dataclass(frozen=True)
+class CampaignPage:
+    items: list[CampaignSummary]
+    after: str | None  # where the next page starts (the last card examined); None: no more
+
+
+LIST_BUDGET = 1000  # cards examined per list call at most, however few match the filters
+
+
+def created_sort(created_at: datetime) -> str:
+    """Fixed-width UTC text that sorts as the time does (the card's GSI1SK prefix)."""
+    return created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class Campaigns(Protocol):
     def put_campaign(self, campaign: Campaign) -> None: ...
     def get_campaign(self, campaign_id: str) -> StoredCampaign | None: ...
@@ -74,6 +102,13 @@ class Campaigns(Protocol):
     def parked_batches(self, campaign_id: str) -> list[ParkedBatch]: ...
     def unpark(self, campaign_id: str, key: str) -> None: ...
     def add_campaign_counts(self, campaign_id: str, deltas: Mapping[str, int]) -> None: ...
+    def list_campaigns(
+        self,
+        limit: int,
+        after: str | None = None,
+        name_prefix: str | None = None,
+        keep: Callable[[CampaignSummary], bool] | None = None,
+    ) -> CampaignPage: ...
     def count_batch(self, campaign_id: str, delivery: str, deltas: Mapping[str, int]) -> bool: ...
     def advance_split(
         self, campaign_id: str, expected_cursor: int, new_cursor: int, deltas: Mapping[str, int], done: bool
@@ -97,6 +132,33 @@ def campaign_from_item(item: Mapping[str, Any]) -> StoredCampaign:
         pause_rates=item.get("pause_rates"),
         resumes=int(item.get("resumes", 0)),
         guard_from=item.get("guard_from"),
+    )
+
+
+def _card(campaign: Campaign) -> dict[str, Any]:
+    return {
+        **keys.campaign_card_key(campaign.campaign_id),
+        **keys.campaign_list_key(created_sort(campaign.created_at), campaign.campaign_id),
+        "kind": "campaign_card",
+        "campaign_id": campaign.campaign_id,
+        "name": campaign.name,
+        "created_at": campaign.created_at.isoformat(),
+        **({"send_at": campaign.send_at.isoformat()} if campaign.send_at else {}),
+    }
+
+
+def _summary(card: Mapping[str, Any], meta: Mapping[str, Any]) -> CampaignSummary:
+    meta = plain(dict(meta))
+    counts = CampaignCounts(**{name: int(meta.get(f"c_{name}", 0)) for name in COUNTER_FIELDS})
+    counts.queued = max(counts.total - counts.suppressed - counts.sent - counts.failed - counts.cancelled, 0)
+    return CampaignSummary(
+        campaign_id=str(card["campaign_id"]),
+        name=str(card["name"]),
+        created_at=datetime.fromisoformat(str(card["created_at"])),
+        send_at=datetime.fromisoformat(str(card["send_at"])) if card.get("send_at") else None,
+        status=CampaignStatus(meta["status"]),
+        split_done=bool(meta.get("split_done", False)),
+        counts=counts,
     )
 
 
@@ -156,6 +218,8 @@ class DynamoCampaigns(DynamoRepository):
         # The content first: META is what makes the campaign exist (counters require it).
         content = {**keys.campaign_content_key(campaign.campaign_id), "data": campaign.model_dump_json()}
         self._call(self._table.put_item, Item=content)
+        # The card next (one small write, once): a card without META is skipped by the list.
+        self._call(self._table.put_item, Item=_card(campaign))
         item = {
             **keys.campaign_key(campaign.campaign_id),
             "kind": "campaign",
@@ -337,6 +401,71 @@ class DynamoCampaigns(DynamoRepository):
             ExpressionAttributeValues=values,
         )
 
+    def list_campaigns(
+        self,
+        limit: int,
+        after: str | None = None,
+        name_prefix: str | None = None,
+        keep: Callable[[CampaignSummary], bool] | None = None,
+    ) -> CampaignPage:
+        """Newest first: the cards from GSI1 (one partition, ``name_prefix`` a filter there), then
+        their META by BatchGetItem; ``keep`` filters on status/counts. At most ``LIST_BUDGET`` cards
+        are examined per call, so a page may hold fewer than ``limit`` with ``after`` still set."""
+        index = keys.PROVIDER_INDEX
+        found: list[CampaignSummary] = []
+        examined = 0
+        while len(found) < limit and examined < LIST_BUDGET:
+            want = min(limit - len(found), LIST_BUDGET - examined)
+            names = {"#pk": index.partition_key}
+            values: dict[str, Any] = {":pk": keys.CAMPAIGN_LIST}
+            condition = "#pk = :pk"
+            if after is not None:
+                names["#sk"] = index.sort_key
+                values[":after"] = after
+                condition += " AND #sk < :after"
+            kwargs: dict[str, Any] = {
+                "IndexName": index.name,
+                "KeyConditionExpression": condition,
+                "ScanIndexForward": False,
+                "Limit": want,
+            }
+            if name_prefix:
+                names["#name"] = "name"
+                values[":prefix"] = name_prefix
+                kwargs["FilterExpression"] = "begins_with(#name, :prefix)"
+            result = self._call(
+                self._table.query, ExpressionAttributeNames=names, ExpressionAttributeValues=values, **kwargs
+            )
+            examined += want
+            cards = [plain(dict(i)) for i in result.get("Items", [])]
+            metas = self._metas([str(c["campaign_id"]) for c in cards])
+            for card in cards:
+                meta = metas.get(str(card["campaign_id"]))
+                if meta is None:  # the creation stopped between the card and META: not a campaign
+                    continue
+                summary = _summary(card, meta)
+                if keep is None or keep(summary):
+                    found.append(summary)
+            last = result.get("LastEvaluatedKey")
+            if not last:
+                return CampaignPage(found, None)
+            after = str(last[index.sort_key])
+        return CampaignPage(found, after)
+
+    def _metas(self, campaign_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """META of each campaign, by BatchGetItem (100 keys a call), eventually consistent."""
+        metas: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(campaign_ids), 100):
+            wanted = [keys.campaign_key(cid) for cid in campaign_ids[start : start + 100]]
+            request: dict[str, Any] = {self._table.name: {"Keys": wanted}}
+            while request:
+                result = self._call(self._client.batch_get_item, RequestItems=request)
+                for item in result.get("Responses", {}).get(self._table.name, []):
+                    item = plain(dict(item))
+                    metas[str(item[keys.PK]).removeprefix(keys.CAMPAIGN_PREFIX)] = item
+                request = result.get("UnprocessedKeys") or {}
+        return metas
+
     def count_batch(self, campaign_id: str, delivery: str, deltas: Mapping[str, int]) -> bool:
         """Add one queue message's counts exactly once, however often it is delivered: a marker for
         the message and the counters move in one transaction. False when it was counted before."""
@@ -396,6 +525,7 @@ class InMemoryCampaigns(InMemoryRepository):
             self.meter.write()
             self.by_id[campaign.campaign_id] = {
                 "data": campaign.model_dump_json(),
+                "card": _card(campaign),
                 "status": campaign.status.value,
                 "split_cursor": 0,
                 "split_done": False,
@@ -468,6 +598,33 @@ class InMemoryCampaigns(InMemoryRepository):
             if item is None:
                 return
             _add(item, deltas)
+
+    def list_campaigns(
+        self,
+        limit: int,
+        after: str | None = None,
+        name_prefix: str | None = None,
+        keep: Callable[[CampaignSummary], bool] | None = None,
+    ) -> CampaignPage:
+        sort_key = keys.PROVIDER_INDEX.sort_key
+        with self._lock:
+            cards = sorted((item["card"] for item in self.by_id.values()), key=lambda c: c[sort_key], reverse=True)
+            metas = {cid: dict(item) for cid, item in self.by_id.items()}
+        if after is not None:
+            cards = [c for c in cards if c[sort_key] < after]
+        found: list[CampaignSummary] = []
+        examined = 0
+        for card in cards:
+            if len(found) == limit or examined == LIST_BUDGET:
+                return CampaignPage(found, after)
+            examined += 1
+            after = card[sort_key]
+            if name_prefix and not str(card["name"]).startswith(name_prefix):
+                continue
+            summary = _summary(card, metas[card["campaign_id"]])
+            if keep is None or keep(summary):
+                found.append(summary)
+        return CampaignPage(found, None)
 
     def count_batch(self, campaign_id: str, delivery: str, deltas: Mapping[str, int]) -> bool:
         deltas = _nonzero(deltas)

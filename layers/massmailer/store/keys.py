@@ -7,6 +7,7 @@ item                   PK                    SK      notes
 =====================  ====================  ======  ==========================================
 campaign               CAMPAIGN#<id>         META    status, counters (c_*), split cursor (<1 KiB)
 campaign content       CAMPAIGN#<id>         CONTENT the campaign document (templates, options)
+campaign card          CAMPAIGN#<id>         CARD    name, created, send_at; GSI1PK=CAMPAIGNS (the list)
 parked batch           CAMPAIGN#<id>         PARKED# a batch that arrived while paused (#<queue msg id>)
 message record         MSG#<message_id>      MSG     status, attempts, lease; GSI1PK=PMID#<id> (opt-in)
 suppression            SUPP#<address key>    SUPP    reason, details
@@ -31,10 +32,12 @@ from massmailer.spec import JOB_TABLE
 
 PK = JOB_TABLE.partition_key
 SK = JOB_TABLE.sort_key
-PROVIDER_INDEX = JOB_TABLE.indexes[0]  # GSI1: SES's message id → message record
+PROVIDER_INDEX = JOB_TABLE.indexes[0]  # GSI1: SES's message id → message record; the campaigns' list
+CAMPAIGN_LIST = "CAMPAIGNS"  # GSI1PK of every campaign's CARD: one index partition, newest first by GSI1SK
 
 META = "META"
 CONTENT = "CONTENT"
+CARD = "CARD"  # sorts before CONTENT, so get_campaign's CONTENT..META query does not read it
 SUPPRESSION_PREFIX = "SUPP#"
 CAMPAIGN_PREFIX = "CAMPAIGN#"
 MESSAGE_PREFIX = "MSG#"
@@ -55,6 +58,18 @@ def campaign_content_key(campaign_id: str) -> dict[str, str]:
     """The campaign's document, apart from META: every counter update writes META, and DynamoDB
     bills a write per KiB of the whole item, so the templates must not ride along (3 WRU → 1)."""
     return {PK: campaign_partition(campaign_id), SK: CONTENT}
+
+
+def campaign_card_key(campaign_id: str) -> dict[str, str]:
+    """The campaign's card for the list (``GET /v1/campaigns``): small, written once, indexed in GSI1.
+    Not META (every counter update rewrites META, and an indexed META would pay the index write each
+    time) nor CONTENT (the templates would be copied into the index and read by every list page)."""
+    return {PK: campaign_partition(campaign_id), SK: CARD}
+
+
+def campaign_list_key(created_sort: str, campaign_id: str) -> dict[str, str]:
+    """The card's GSI1 keys: ``created_sort`` is the creation time as fixed-width UTC text."""
+    return {PROVIDER_INDEX.partition_key: CAMPAIGN_LIST, PROVIDER_INDEX.sort_key: f"{created_sort}#{campaign_id}"}
 
 
 def parked_key(campaign_id: str, queue_message_id: str) -> dict[str, str]:
