@@ -23,6 +23,7 @@ ROUTES = (
     ("POST", "/v1/messages"),
     ("GET", "/v1/messages/{id}"),
     ("POST", "/v1/campaigns"),
+    ("GET", "/v1/campaigns"),
     ("GET", "/v1/campaigns/{id}"),
     ("POST", "/v1/campaigns/{id}/pause"),
     ("POST", "/v1/campaigns/{id}/resume"),

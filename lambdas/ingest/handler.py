@@ -54,6 +54,14 @@ def get_message(message_id: str) -> dict[str, Any]:
     return intake.message_status(_context(), message_id)
 
 
+@app.get("/v1/campaigns")
+def list_campaigns() -> dict[str, Any]:
+    query = app.current_event.query_string_parameters or {}
+    return intake.list_campaigns(
+        _context(), query.get("limit"), query.get("cursor"), query.get("status"), query.get("name_prefix")
+    )
+
+
 @app.get("/v1/campaigns/<campaign_id>")
 def get_campaign(campaign_id: str) -> dict[str, Any]:
     return intake.campaign_status(_context(), campaign_id)
@@ -132,6 +140,11 @@ def _not_allowed(exc: TransitionNotAllowed) -> Response:
 @app.exception_handler(intake.AcknowledgementRequired)
 def _unacknowledged(exc: intake.AcknowledgementRequired) -> Response:
     return _error(422, str(exc), [{"field": "acknowledge", "reason": str(exc)}])
+
+
+@app.exception_handler(intake.InvalidQuery)
+def _invalid_query(exc: intake.InvalidQuery) -> Response:
+    return _error(422, str(exc), [{"field": exc.field, "reason": exc.reason}])
 
 
 @app.exception_handler(intake.NotFound)

@@ -11,12 +11,14 @@ that had succeeded gets the first response back.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from massmailer.audiences import AudienceError, open_audience
@@ -40,7 +42,7 @@ from massmailer.rendering import compile_content
 from massmailer.schedules import Schedules
 from massmailer.spec import AUDIENCE_PREFIX, SPLIT_QUEUE
 from massmailer.splitting import audience_jsonl
-from massmailer.store import Campaigns, IdempotencyKeys, Messages, StoredCampaign, Suppressions
+from massmailer.store import Campaigns, CampaignSummary, IdempotencyKeys, Messages, StoredCampaign, Suppressions
 from massmailer.unsubscribe import InvalidToken, Unsubscriber
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,14 @@ class NotFound(Exception):
 
 class UnusableAudience(Exception):
     """``audience_object`` names an object the splitter could not read; the message says why."""
+
+
+class InvalidQuery(Exception):
+    """A query parameter that cannot be used (422 naming it)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
 
 
 class AcknowledgementRequired(Exception):
@@ -211,13 +221,95 @@ def message_status(ctx: IntakeContext, message_id: str) -> dict[str, Any]:
     return record
 
 
-def reported_status(stored: StoredCampaign) -> CampaignStatus:
+def reported_status(stored: StoredCampaign | CampaignSummary) -> CampaignStatus:
     """The status as the API reports it: a SENDING campaign whose split is done and whose recipients
     are all settled is COMPLETED (``lifecycle``: COMPLETED is reported, not stored)."""
-    status = stored.campaign.status
+    status = stored.campaign.status if isinstance(stored, StoredCampaign) else stored.status
     if status == CampaignStatus.SENDING and stored.split_done and stored.counts.queued == 0:
         return CampaignStatus.COMPLETED
     return status
+
+
+LIST_DEFAULT_LIMIT = 50
+LIST_MAX_LIMIT = 500
+_CURSOR_VERSION = 1
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _encode_cursor(after: str) -> str:
+    raw = json.dumps({"v": _CURSOR_VERSION, "after": after}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidQuery("cursor", "is not a cursor this API returned") from None
+    if not isinstance(data, dict) or data.get("v") != _CURSOR_VERSION or not isinstance(data.get("after"), str):
+        raise InvalidQuery("cursor", "is not a cursor this API returned")
+    return str(data["after"])
+
+
+def _list_item(summary: CampaignSummary, now: datetime) -> dict[str, Any]:
+    """One campaign in the list: progress is the fraction of the recipients split so far that are
+    settled (sent, failed, suppressed or cancelled); ``eta`` only while SENDING, from the rate since
+    sending started (``send_at`` or creation; a pause counts as sending time, so it errs late)."""
+    counts = summary.counts
+    status = reported_status(summary)
+    settled = counts.total - counts.queued
+    item: dict[str, Any] = {
+        "campaign_id": summary.campaign_id,
+        "name": summary.name,
+        "status": status.value,
+        "created_at": _utc(summary.created_at),
+        "counts": counts.model_dump(),
+        "progress": round(settled / counts.total, 4) if counts.total else float(status == CampaignStatus.COMPLETED),
+        "eta": None,
+    }
+    started = max(summary.created_at, summary.send_at or summary.created_at)
+    elapsed = (now - started).total_seconds()
+    done = counts.sent + counts.failed + counts.cancelled  # what the senders got through (suppressed: at split)
+    if status == CampaignStatus.SENDING and summary.split_done and counts.queued and done and elapsed > 0:
+        item["eta"] = _utc(now + timedelta(seconds=counts.queued * elapsed / done))
+    return item
+
+
+def list_campaigns(
+    ctx: IntakeContext,
+    limit: str | None = None,
+    cursor: str | None = None,
+    status: str | None = None,
+    name_prefix: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """``GET /v1/campaigns``: newest first, ``limit`` (default 50, at most 500) per page, an opaque
+    ``cursor`` to the next page (null at the end), filtered by reported ``status`` and ``name_prefix``.
+    A page may hold fewer items than ``limit`` (even none) with a cursor: the store examines a
+    bounded number of campaigns per request, so a rare filter never turns into a long read."""
+    try:
+        size = LIST_DEFAULT_LIMIT if limit is None else int(limit)
+    except ValueError:
+        raise InvalidQuery("limit", f"must be an integer from 1 to {LIST_MAX_LIMIT}") from None
+    if not 1 <= size <= LIST_MAX_LIMIT:
+        raise InvalidQuery("limit", f"must be an integer from 1 to {LIST_MAX_LIMIT}")
+    wanted: CampaignStatus | None = None
+    if status is not None:
+        try:
+            wanted = CampaignStatus(status.upper())
+        except ValueError:
+            raise InvalidQuery("status", f"must be one of {', '.join(s.value for s in CampaignStatus)}") from None
+    after = _decode_cursor(cursor) if cursor else None
+    keep = None if wanted is None else (lambda s: reported_status(s) == wanted)
+    page = ctx.campaigns.list_campaigns(size, after, name_prefix or None, keep)
+    moment = now or datetime.now(UTC)
+    return {
+        "items": [_list_item(s, moment) for s in page.items],
+        "next_cursor": _encode_cursor(page.after) if page.after is not None else None,
+    }
 
 
 def campaign_status(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:
