@@ -11,10 +11,12 @@ What it shows:
    ``complaint@`` (complaint → suppression);
 3. a campaign of 1,000 recipients with per-recipient variables, plus a duplicate, the unsubscribed
    address and the simulator's ``success@``, ``bounce@``, ``ooto@`` and ``suppressionlist@``;
-4. SES cut off part-way (``503 ServiceUnavailable``): the sender fails over to the SMTP relay, the
+4. the operator pauses the campaign part-way (the bar shows PAUSED; emails already handed to a
+   provider finish, no new one starts) and resumes it a moment later, where it stopped;
+5. SES cut off part-way (``503 ServiceUnavailable``): the sender fails over to the SMTP relay, the
    circuit breaker opens; a short relay hiccup (``451``) makes a few recipients retry later; SES
    comes back;
-5. a summary: sent per provider, delivered, bounced, complained, suppressed, failed, retried, wall
+6. a summary: sent per provider, delivered, bounced, complained, suppressed, failed, retried, wall
    time, emails/s — checked against moto's SES record and the outbox: nobody twice, nobody lost.
 """
 
@@ -36,6 +38,8 @@ SIMULATOR = "simulator.amazonses.com"
 FIRST_NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Leslie"]
 PLANS = ["free", "pro", "team"]
 
+PAUSE_AT = 0.15  # share of the campaign sent when the operator pauses it
+PAUSE_SECONDS = 3.0  # how long it stays paused
 CUT_AT = 0.30  # share of the campaign sent when SES is cut off
 RELAY_HICCUP_AT = 0.50  # the relay answers 451 for a moment (both providers refuse: retried later)
 RELAY_HICCUP_SECONDS = 1.0
@@ -112,14 +116,18 @@ class Progress:
         self.tty = sys.stdout.isatty()
         self._last_print = 0.0
         self._width = 0
+        self._last_state = ("", "")
 
-    def draw(self, counts: dict[str, int], ses: int, relay: int, note: str, force: bool = False) -> None:
+    def draw(
+        self, counts: dict[str, int], ses: int, relay: int, note: str, force: bool = False, status: str = ""
+    ) -> None:
         done = counts["sent"] + counts["failed"] + counts["suppressed"]
         share = min(done / self.total, 1.0)
         bar = "█" * int(share * 30) + "░" * (30 - int(share * 30))
         queued = max(self.total - done, 0)
+        shown = f" {status}" if status == "PAUSED" else ""
         line = (
-            f"  [{bar}] {share:4.0%}  sent {counts['sent']:>4} (SES {ses}, relay {relay})"
+            f"  [{bar}] {share:4.0%}{shown}  sent {counts['sent']:>4} (SES {ses}, relay {relay})"
             f" · failed {counts['failed']} · queued {queued} · delivered {counts['delivered']}"
             f" · retried {counts['retried']}{'  ' + note if note else ''}"
         )
@@ -128,9 +136,10 @@ class Progress:
             sys.stdout.write("\r" + line + " " * pad)
             sys.stdout.flush()
             self._width = len(line)
-        elif force or time.monotonic() - self._last_print >= 3:
+        elif force or (note, status) != self._last_state or time.monotonic() - self._last_print >= 3:
             print(line, flush=True)
             self._last_print = time.monotonic()
+            self._last_state = (note, status)
 
     def close(self) -> None:
         if self.tty:
@@ -233,8 +242,11 @@ def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
         print(f"  campaign {campaign_id}: {len(audience)} audience entries accepted (202)\n")
         timeline.note("campaign accepted")
 
-        # 4. Watch it go out; cut SES off part-way, a relay hiccup, SES back.
+        # 4. Watch it go out; pause and resume it; cut SES off part-way, a relay hiccup, SES back.
         progress = Progress(total=len(audience))
+        paused = resumed = False
+        resume_at = paused_for = 0.0
+        handed_at_pause = handed_at_resume = -1  # emails a provider accepted (SES record + outbox)
         cut = hiccup = restored = False
         hiccup_ends = 0.0
         first_sent = last_sent = None
@@ -253,7 +265,23 @@ def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
                 first_sent = first_sent or now
                 last_sent = now
                 previous_sent = counts["sent"]
-            if not cut and counts["sent"] >= CUT_AT * total:
+            if not paused and counts["sent"] >= PAUSE_AT * total:
+                status, answer = rt.api("POST", f"/v1/campaigns/{campaign_id}/pause")
+                assert status == 200 and answer["status"] == "PAUSED", answer
+                paused, resume_at, note = True, now + PAUSE_SECONDS, "⏸ paused by the operator"
+                handed_at_pause = sum(map(len, _campaign_split(rt, campaign_id)))
+                timeline.note(f"paused at {handed_at_pause} handed to a provider (POST /v1/campaigns/{{id}}/pause)")
+            elif paused and not resumed and now >= resume_at:
+                handed_at_resume = sum(map(len, _campaign_split(rt, campaign_id)))
+                status, answer = rt.api("POST", f"/v1/campaigns/{campaign_id}/resume")
+                assert status == 200 and answer["status"] == "SENDING", answer
+                resumed, note = True, "▶ resumed"
+                paused_for = now - (resume_at - PAUSE_SECONDS)
+                timeline.note(
+                    f"resumed at {handed_at_resume} handed to a provider (POST /v1/campaigns/{{id}}/resume; "
+                    f"{handed_at_resume - handed_at_pause} finished during the pause: sends already started)"
+                )
+            elif resumed and not cut and counts["sent"] >= CUT_AT * total:
                 rt.set_faults(mode="down")
                 cut, note = True, "⚡ SES down → relay"
                 timeline.note(f"SES cut off at {counts['sent']} sent (503 ServiceUnavailable)")
@@ -271,7 +299,7 @@ def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
                     f"SES restored at {counts['sent']} sent (the circuit breaker lets it back after its cool-down)"
                 )
             ses_ids, relay_ids = _campaign_split(rt, campaign_id)
-            progress.draw(counts, len(ses_ids), len(relay_ids), note)
+            progress.draw(counts, len(ses_ids), len(relay_ids), note, status=report["status"])
             done = counts["sent"] + counts["failed"] + counts["suppressed"] >= counts["total"] > 0
             if done and report["split_done"]:
                 break
@@ -305,7 +333,8 @@ def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
         exactly_once = len(sent_ids) == len(set(sent_ids)) == counts["sent"]
         nothing_lost = counts["sent"] + counts["failed"] + counts["suppressed"] == counts["total"]
         ses_agrees = accepted_ids <= moto_record
-        sending_seconds = (last_sent or sending_done) - (first_sent or timeline.started)
+        # The pause is not sending time (the bench compares this rate across runs).
+        sending_seconds = (last_sent or sending_done) - (first_sent or timeline.started) - paused_for
         wall = time.monotonic() - timeline.started
         rows = [
             ("audience entries", f"{len(audience):,}"),
@@ -325,6 +354,7 @@ def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
             ("retried (throttled or transient)", f"{counts['retried']}"),
             ("wall time (start to stop)", f"{wall:.1f} s  (runtime up in {up_in:.1f} s)"),
             ("throughput while sending", f"{counts['sent'] / max(sending_seconds, 0.001):.1f} emails/s"),
+            ("paused (not counted as sending)", f"{paused_for:.1f} s"),
         ]
         print(f"\n  Campaign {campaign_id} — {report['status']}\n")
         width = max(len(k) for k, _ in rows)
@@ -342,6 +372,10 @@ def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
         print(
             f"  {'✓' if nothing_lost else '✗'} nobody lost: sent + failed + suppressed = recipients ({counts['total']})"
         )
+        print(
+            f"  {'✓' if resumed else '✗'} paused part-way for {PAUSE_SECONDS:.0f} s and resumed where it stopped"
+            f" ({handed_at_pause} → {handed_at_resume} handed to a provider while paused: sends already started)"
+        )
         print(f"  {'✓' if ses_agrees else '✗'} moto's SES record holds every message SES accepted ({len(moto_record)})")
         attached = _attachments_match(rt.outbox())
         print(f"  {'✓' if attached else '✗'} every campaign email in the outbox carries its plan's PDF attachment")
@@ -351,7 +385,7 @@ def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
         for to, record in messages.items():
             print(f"    {to:<40} {record['status']:<10} via {record.get('provider')} (transactional)")
         print(f"\n  outbox: {_rel(config.outbox_dir)} ({len(rt.outbox())} .eml files)   logs: {_rel(config.logs_dir)}")
-        ok = exactly_once and nothing_lost and ses_agrees and attached and counts["failed"] == 0
+        ok = resumed and exactly_once and nothing_lost and ses_agrees and attached and counts["failed"] == 0
     finally:
         print("  stopping the runtime…", flush=True)
         rt.stop()
