@@ -25,6 +25,7 @@ ROUTES = (
     ("POST", "/v1/campaigns"),
     ("GET", "/v1/campaigns"),
     ("GET", "/v1/campaigns/{id}"),
+    ("GET", "/v1/campaigns/{id}/recipients"),
     ("POST", "/v1/campaigns/{id}/pause"),
     ("POST", "/v1/campaigns/{id}/resume"),
     ("POST", "/v1/campaigns/{id}/cancel"),

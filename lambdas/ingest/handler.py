@@ -67,6 +67,14 @@ def get_campaign(campaign_id: str) -> dict[str, Any]:
     return intake.campaign_status(_context(), campaign_id)
 
 
+@app.get("/v1/campaigns/<campaign_id>/recipients")
+def campaign_recipients(campaign_id: str) -> dict[str, Any]:
+    query = app.current_event.query_string_parameters or {}
+    return intake.campaign_recipients(
+        _context(), campaign_id, query.get("status"), query.get("limit"), query.get("cursor")
+    )
+
+
 @app.post("/v1/campaigns/<campaign_id>/pause")
 def pause_campaign(campaign_id: str) -> dict[str, Any]:
     return intake.pause_campaign(_context(), campaign_id)

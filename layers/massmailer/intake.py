@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from massmailer.addresses import identity_digest
 from massmailer.audiences import AudienceError, open_audience
 from massmailer.blobs import Blobs
 from massmailer.lifecycle import MOVES, Action, Actor, TransitionNotAllowed, UnknownCampaign, check
@@ -239,19 +240,35 @@ def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _encode_cursor(after: str) -> str:
-    raw = json.dumps({"v": _CURSOR_VERSION, "after": after}, separators=(",", ":")).encode()
+def _encode_cursor(position: dict[str, Any]) -> str:
+    raw = json.dumps({"v": _CURSOR_VERSION, **position}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> str:
+def _decode_cursor(cursor: str, fields: dict[str, type]) -> dict[str, Any]:
+    """The position a cursor this API returned holds (``fields``: its names and types), else 422."""
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidQuery("cursor", "is not a cursor this API returned") from None
-    if not isinstance(data, dict) or data.get("v") != _CURSOR_VERSION or not isinstance(data.get("after"), str):
+        data = None
+    if (
+        not isinstance(data, dict)
+        or data.get("v") != _CURSOR_VERSION
+        or set(data) != {"v", *fields}
+        or not all(type(data[name]) is kind for name, kind in fields.items())
+    ):
         raise InvalidQuery("cursor", "is not a cursor this API returned")
-    return str(data["after"])
+    return data
+
+
+def _limit(limit: str | None) -> int:
+    try:
+        size = LIST_DEFAULT_LIMIT if limit is None else int(limit)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= LIST_MAX_LIMIT:
+        raise InvalidQuery("limit", f"must be an integer from 1 to {LIST_MAX_LIMIT}")
+    return size
 
 
 def _list_item(summary: CampaignSummary, now: datetime) -> dict[str, Any]:
@@ -290,26 +307,75 @@ def list_campaigns(
     ``cursor`` to the next page (null at the end), filtered by reported ``status`` and ``name_prefix``.
     A page may hold fewer items than ``limit`` (even none) with a cursor: the store examines a
     bounded number of campaigns per request, so a rare filter never turns into a long read."""
-    try:
-        size = LIST_DEFAULT_LIMIT if limit is None else int(limit)
-    except ValueError:
-        raise InvalidQuery("limit", f"must be an integer from 1 to {LIST_MAX_LIMIT}") from None
-    if not 1 <= size <= LIST_MAX_LIMIT:
-        raise InvalidQuery("limit", f"must be an integer from 1 to {LIST_MAX_LIMIT}")
+    size = _limit(limit)
     wanted: CampaignStatus | None = None
     if status is not None:
         try:
             wanted = CampaignStatus(status.upper())
         except ValueError:
             raise InvalidQuery("status", f"must be one of {', '.join(s.value for s in CampaignStatus)}") from None
-    after = _decode_cursor(cursor) if cursor else None
+    after = str(_decode_cursor(cursor, {"after": str})["after"]) if cursor else None
     keep = None if wanted is None else (lambda s: reported_status(s) == wanted)
     page = ctx.campaigns.list_campaigns(size, after, name_prefix or None, keep)
     moment = now or datetime.now(UTC)
     return {
         "items": [_list_item(s, moment) for s in page.items],
-        "next_cursor": _encode_cursor(page.after) if page.after is not None else None,
+        "next_cursor": _encode_cursor({"after": page.after}) if page.after is not None else None,
     }
+
+
+RECIPIENTS_BUDGET = 1000  # recipients examined per request at most, however few match the filter
+_RECORD_FIELDS = tuple(MessageRecord.model_fields)
+
+
+def campaign_recipients(
+    ctx: IntakeContext,
+    campaign_id: str,
+    status: str | None = None,
+    limit: str | None = None,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """``GET /v1/campaigns/{id}/recipients``: every recipient the split queued or suppressed, in
+    audience order, with its record (a recipient no sender has reached yet is QUEUED, one suppressed
+    at the split SUPPRESSED). The split writes each chunk's identities (a roster) to the campaign's
+    partition; a page reads rosters from the cursor on, derives the message ids and batch-reads the
+    records. At most ``RECIPIENTS_BUDGET`` recipients are examined per request, so a page filtered by
+    a rare status may be short (even empty) and still carry a cursor."""
+    if ctx.campaigns.status_of(campaign_id) is None:
+        raise NotFound(f"campaign {campaign_id} not found")
+    size = _limit(limit)
+    wanted: Status | None = None
+    if status is not None:
+        try:
+            wanted = Status(status.upper())
+        except ValueError:
+            raise InvalidQuery("status", f"must be one of {', '.join(s.value for s in Status)}") from None
+    position = _decode_cursor(cursor, {"r": int, "i": int}) if cursor else {"r": 0, "i": 0}
+    start, index = int(position["r"]), int(position["i"])
+    items: list[dict[str, Any]] = []
+    examined = 0
+    while len(items) < size and examined < RECIPIENTS_BUDGET:
+        rosters = ctx.campaigns.rosters(campaign_id, start, limit=1)
+        if not rosters:
+            return {"items": items, "next_cursor": None}
+        roster = rosters[0]
+        if roster.start != start:
+            start, index = roster.start, 0
+        take = roster.identities[index : index + min(size - len(items), RECIPIENTS_BUDGET - examined)]
+        ids = [f"{campaign_id}.{identity_digest(i)}" for i in take]
+        records = ctx.messages.get_messages([m for m, i in zip(ids, take, strict=True) if i not in roster.suppressed])
+        for message_id, identity in zip(ids, take, strict=True):
+            if identity in roster.suppressed:
+                record: dict[str, Any] = {"message_id": message_id, "email": identity, "status": "SUPPRESSED"}
+            else:
+                record = records.get(message_id) or {"message_id": message_id, "email": identity, "status": "QUEUED"}
+            if wanted is None or record.get("status") == wanted.value:
+                items.append({name: record.get(name) for name in _RECORD_FIELDS})
+        examined += len(take)
+        index += len(take)
+        if index >= len(roster.identities):
+            start, index = roster.start + 1, 0
+    return {"items": items, "next_cursor": _encode_cursor({"r": start, "i": index})}
 
 
 def campaign_status(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:

@@ -283,6 +283,8 @@ class _Splitter:
             "duplicates": self.duplicates,
             "suppressed": len(keys) - len(recipients),
         }
+        if keys:  # the chunk's roster (GET .../recipients), before the checkpoint that makes it done
+            self.ctx.campaigns.put_roster(self.campaign_id, self.cursor, keys, suppressed)
         new = checkpoint.encode()
         if not self.ctx.campaigns.advance_split(self.campaign_id, self.cursor, new, deltas, done):
             raise _Stop(lost=True)

@@ -230,3 +230,23 @@ def test_the_list_skips_a_card_without_meta_and_meta_carries_no_index_keys(aws_e
         card = table.get_item(Key={"PK": "CAMPAIGN#c2", "SK": "CARD"})["Item"]
         meta = table.get_item(Key={"PK": "CAMPAIGN#c2", "SK": "META"})["Item"]
         assert card["GSI1PK"] == "CAMPAIGNS" and "GSI1PK" not in meta and "GSI1SK" not in meta
+
+
+def test_rosters_read_back_in_split_order_from_a_start(campaigns: Campaigns) -> None:
+    campaigns.put_campaign(make_campaign("c1"))
+    campaigns.put_roster("c1", 10**19 + 5, ["late@example.com"], set())  # a multi-pass checkpoint
+    campaigns.put_roster("c1", 0, ["a@example.com", "b@example.com", "s@example.com"], {"s@example.com"})
+    campaigns.put_roster("c1", 700, ["c@example.com"], set())
+    campaigns.put_roster("c1", 700, ["c@example.com"], set())  # a replayed chunk writes the same item
+    first, second = campaigns.rosters("c1", 0, limit=2)
+    assert (first.start, first.identities, first.suppressed) == (
+        0,
+        ["a@example.com", "b@example.com", "s@example.com"],
+        {"s@example.com"},
+    )
+    assert (second.start, second.identities, second.suppressed) == (700, ["c@example.com"], frozenset())
+    assert [r.start for r in campaigns.rosters("c1", 701, limit=5)] == [10**19 + 5]
+    assert campaigns.rosters("c1", 10**19 + 6) == [] and campaigns.rosters("other") == []
+    stored = campaigns.get_campaign("c1")  # the rosters are not read with the campaign
+    assert stored is not None and stored.campaign.campaign_id == "c1"
+    assert campaigns.parked_batches("c1") == []

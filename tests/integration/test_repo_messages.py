@@ -118,3 +118,14 @@ def test_a_delivery_recorded_before_the_send_is_not_undone(messages: Messages) -
     assert record is not None and record["status"] == "DELIVERED" and record["provider"] == "ses"
     found = messages.find_by_provider_id("ses-9")
     assert found is not None and found["message_id"] == "m1"
+
+
+def test_records_are_batch_read_without_their_payload_and_missing_ones_left_out(messages: Messages) -> None:
+    for i in range(150):  # two BatchGetItem calls
+        record = MessageRecord(message_id=f"m{i}", email=f"a{i}@example.com", status=Status.QUEUED, lane=Lane.LOW)
+        assert messages.create_message(record, {"subject": "hi"})
+    found = messages.get_messages([f"m{i}" for i in range(150)] + ["missing", "m3"])
+    assert sorted(found) == sorted(f"m{i}" for i in range(150))
+    assert found["m149"]["email"] == "a149@example.com" and found["m149"]["status"] == "QUEUED"
+    assert all("payload" not in r for r in found.values())
+    assert messages.get_messages([]) == {}

@@ -7,7 +7,7 @@ contract against both). Key builders and the table layout: ``massmailer.store.ke
 ==================  ================  ===================  ========================  ============
 module              port              DynamoDB             in memory                 items
 ==================  ================  ===================  ========================  ============
-campaigns           Campaigns         DynamoCampaigns      InMemoryCampaigns         META, CONTENT, CARD, PARKED#
+campaigns           Campaigns         DynamoCampaigns      InMemoryCampaigns         META, CONTENT, CARD, PARKED#, RCPT#
 messages            Messages          DynamoMessages       InMemoryMessages          MSG (+ GSI1)
 suppressions        Suppressions      DynamoSuppressions   InMemorySuppressions      SUPP
 idempotency         IdempotencyKeys   DynamoIdempotency…   InMemoryIdempotencyKeys   IDEMP

@@ -61,6 +61,16 @@ class ParkedBatch:
 
 
 @dataclass(frozen=True)
+class Roster:
+    """One split chunk's recipients, in audience order: their identities (``address_key``) and
+    which of them were suppressed at the split (never queued)."""
+
+    start: int  # the split checkpoint the chunk began at (its sort key)
+    identities: list[str]
+    suppressed: frozenset[str]
+
+
+@dataclass(frozen=True)
 class CampaignSummary:
     """A campaign as the list shows it: its card (name, times) and META (status, counters)."""
 
@@ -102,6 +112,8 @@ class Campaigns(Protocol):
     def parked_batches(self, campaign_id: str) -> list[ParkedBatch]: ...
     def unpark(self, campaign_id: str, key: str) -> None: ...
     def add_campaign_counts(self, campaign_id: str, deltas: Mapping[str, int]) -> None: ...
+    def put_roster(self, campaign_id: str, start: int, identities: list[str], suppressed: set[str]) -> None: ...
+    def rosters(self, campaign_id: str, start: int = 0, limit: int = 1) -> list[Roster]: ...
     def list_campaigns(
         self,
         limit: int,
@@ -159,6 +171,16 @@ def _summary(card: Mapping[str, Any], meta: Mapping[str, Any]) -> CampaignSummar
         status=CampaignStatus(meta["status"]),
         split_done=bool(meta.get("split_done", False)),
         counts=counts,
+    )
+
+
+def _roster(item: Mapping[str, Any]) -> Roster:
+    ids = str(item.get("ids") or "")
+    suppressed = str(item.get("suppressed") or "")
+    return Roster(
+        start=int(str(item[keys.SK]).removeprefix(keys.ROSTER_PREFIX)),
+        identities=ids.split("\n") if ids else [],
+        suppressed=frozenset(suppressed.split("\n")) if suppressed else frozenset(),
     )
 
 
@@ -401,6 +423,31 @@ class DynamoCampaigns(DynamoRepository):
             ExpressionAttributeValues=values,
         )
 
+    def put_roster(self, campaign_id: str, start: int, identities: list[str], suppressed: set[str]) -> None:
+        """Keep a split chunk's recipients (one write of ~30 bytes per recipient; the same chunk
+        written again, by a replayed split, is the same item)."""
+        item = {
+            **keys.roster_key(campaign_id, start),
+            "ids": "\n".join(identities),
+            **({"suppressed": "\n".join(sorted(suppressed))} if suppressed else {}),
+        }
+        self._call(self._table.put_item, Item=item)
+
+    def rosters(self, campaign_id: str, start: int = 0, limit: int = 1) -> list[Roster]:
+        """Up to ``limit`` rosters from the one that began at ``start`` on, in audience order."""
+        result = self._call(
+            self._table.query,
+            KeyConditionExpression="#pk = :pk AND #sk BETWEEN :from AND :to",
+            ExpressionAttributeNames={"#pk": keys.PK, "#sk": keys.SK},
+            ExpressionAttributeValues={
+                ":pk": keys.campaign_partition(campaign_id),
+                ":from": keys.roster_sort_key(start),
+                ":to": keys.ROSTER_LAST,
+            },
+            Limit=limit,
+        )
+        return [_roster(plain(dict(i))) for i in result.get("Items", [])]
+
     def list_campaigns(
         self,
         limit: int,
@@ -519,6 +566,7 @@ class InMemoryCampaigns(InMemoryRepository):
         self._markers = markers
         self.by_id: dict[str, dict[str, Any]] = {}
         self.parked: dict[str, dict[str, ParkedBatch]] = {}
+        self.roster_by_id: dict[str, dict[int, Roster]] = {}
 
     def put_campaign(self, campaign: Campaign) -> None:
         with self._lock:
@@ -598,6 +646,17 @@ class InMemoryCampaigns(InMemoryRepository):
             if item is None:
                 return
             _add(item, deltas)
+
+    def put_roster(self, campaign_id: str, start: int, identities: list[str], suppressed: set[str]) -> None:
+        with self._lock:
+            self.meter.write()
+            roster = Roster(start, list(identities), frozenset(suppressed))
+            self.roster_by_id.setdefault(campaign_id, {})[start] = roster
+
+    def rosters(self, campaign_id: str, start: int = 0, limit: int = 1) -> list[Roster]:
+        with self._lock:
+            found = self.roster_by_id.get(campaign_id, {})
+            return [found[k] for k in sorted(found) if k >= start][:limit]
 
     def list_campaigns(
         self,

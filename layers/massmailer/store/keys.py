@@ -9,6 +9,7 @@ campaign               CAMPAIGN#<id>         META    status, counters (c_*), spl
 campaign content       CAMPAIGN#<id>         CONTENT the campaign document (templates, options)
 campaign card          CAMPAIGN#<id>         CARD    name, created, send_at; GSI1PK=CAMPAIGNS (the list)
 parked batch           CAMPAIGN#<id>         PARKED# a batch that arrived while paused (#<queue msg id>)
+campaign roster        CAMPAIGN#<id>         RCPT#   one split chunk's recipients (#<chunk start, 24 digits>)
 message record         MSG#<message_id>      MSG     status, attempts, lease; GSI1PK=PMID#<id> (opt-in)
 suppression            SUPP#<address key>    SUPP    reason, details
 idempotency key        IDEMP#<key>           IDEMP   request hash + stored response, TTL 24 h
@@ -44,6 +45,9 @@ MESSAGE_PREFIX = "MSG#"
 WINDOW_PREFIX = "W#"
 STATE = "STATE"
 PARKED_PREFIX = "PARKED#"
+ROSTER_PREFIX = "RCPT#"
+ROSTER_DIGITS = 24  # a split checkpoint is below 10^24 (splitting.Checkpoint.encode)
+ROSTER_LAST = ROSTER_PREFIX + "9" * ROSTER_DIGITS
 
 
 def campaign_partition(campaign_id: str) -> str:
@@ -75,6 +79,16 @@ def campaign_list_key(created_sort: str, campaign_id: str) -> dict[str, str]:
 def parked_key(campaign_id: str, queue_message_id: str) -> dict[str, str]:
     """A batch parked while its campaign is paused, in the campaign's partition (one Query lists them)."""
     return {PK: campaign_partition(campaign_id), SK: f"{PARKED_PREFIX}{queue_message_id}"}
+
+
+def roster_sort_key(start: int) -> str:
+    return f"{ROSTER_PREFIX}{start:0{ROSTER_DIGITS}d}"
+
+
+def roster_key(campaign_id: str, start: int) -> dict[str, str]:
+    """The recipients of the split chunk that began at checkpoint ``start``, in the campaign's
+    partition: listed in audience order by one Query (``GET /v1/campaigns/{id}/recipients``)."""
+    return {PK: campaign_partition(campaign_id), SK: roster_sort_key(start)}
 
 
 def message_key(message_id: str) -> dict[str, str]:

@@ -43,6 +43,7 @@ class Claim:
 class Messages(Protocol):
     def create_message(self, record: MessageRecord, payload: Mapping[str, Any]) -> bool: ...
     def get_message(self, message_id: str) -> dict[str, Any] | None: ...
+    def get_messages(self, message_ids: list[str]) -> dict[str, dict[str, Any]]: ...
     def claim_recipient(
         self,
         message_id: str,
@@ -94,6 +95,28 @@ class DynamoMessages(DynamoRepository):
     def get_message(self, message_id: str) -> dict[str, Any] | None:
         item = self._call(self._table.get_item, Key=keys.message_key(message_id), ConsistentRead=True).get("Item")
         return plain(item) if item else None
+
+    def get_messages(self, message_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The records that exist among ``message_ids``, by BatchGetItem (100 a call; eventually
+        consistent, without the payload)."""
+        found: dict[str, dict[str, Any]] = {}
+        names = {f"#a{i}": name for i, name in enumerate(MessageRecord.model_fields)}
+        for start in range(0, len(message_ids), 100):
+            wanted = [keys.message_key(m) for m in dict.fromkeys(message_ids[start : start + 100])]
+            request: dict[str, Any] = {
+                self._table.name: {
+                    "Keys": wanted,
+                    "ProjectionExpression": ", ".join(names),
+                    "ExpressionAttributeNames": names,
+                }
+            }
+            while request:
+                result = self._call(self._client.batch_get_item, RequestItems=request)
+                for item in result.get("Responses", {}).get(self._table.name, []):
+                    record = plain(dict(item))
+                    found[str(record["message_id"])] = record
+                request = result.get("UnprocessedKeys") or {}
+        return found
 
     def claim_recipient(
         self,
@@ -316,6 +339,11 @@ class InMemoryMessages(InMemoryRepository):
     def get_message(self, message_id: str) -> dict[str, Any] | None:
         item = self.by_id.get(message_id)
         return dict(item) if item else None
+
+    def get_messages(self, message_ids: list[str]) -> dict[str, dict[str, Any]]:
+        fields = MessageRecord.model_fields
+        with self._lock:
+            return {m: {k: v for k, v in self.by_id[m].items() if k in fields} for m in message_ids if m in self.by_id}
 
     def claim_recipient(
         self,
