@@ -52,8 +52,8 @@ demo: venv
 	$(PY) -m local demo
 # <<< local
 
-# The Lambda runtime is Python 3.13: when this machine has a 3.13 interpreter, the unit and
-# integration tiers run under it too (in .venv313), after the full suite under $(PYTHON).
+# The Lambda runtime is Python 3.13: when this machine has a 3.13 interpreter, the unit tier runs
+# under it too (in .venv313), after the full suite under $(PYTHON).
 PY313 ?= $(shell PYENV_VERSION=3.13.0 python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null || command -v python3.13 2>/dev/null)
 VENV313 := .venv313
 
@@ -67,7 +67,7 @@ $(VENV313)/.installed: uv.lock pyproject.toml $(UV)
 
 test-py313:
 	@if [ -z "$(PY313)" ]; then echo "test-py313: no Python 3.13 interpreter on this machine; ran under $$($(PY) -V) only"; \
-	else $(MAKE) --no-print-directory $(VENV313)/.installed && $(VENV313)/bin/python -m pytest -n 2 -q tests/unit tests/integration; fi
+	else $(MAKE) --no-print-directory $(VENV313)/.installed && $(VENV313)/bin/python -m pytest -n 2 -q tests/unit; fi
 
 test-fast: venv
 	$(PY) -m pytest -q tests/unit

@@ -19,7 +19,7 @@ from lambdas.splitter import handler as splitter_handler
 from local.event_source import SqsEventSource, drain, queue_depth
 from local.provision import LOCAL_ACCOUNT, provision
 from local.smtp_relay import SmtpRelay
-from massmailer import spec, wiring
+from massmailer import spec, splitting, wiring
 from massmailer.store import Stores
 from tests.support import api_event, context
 
@@ -83,6 +83,19 @@ class Pipeline:
         from moto.ses.models import ses_backends
 
         return list(ses_backends[LOCAL_ACCOUNT]["us-east-1"].sent_messages)
+
+
+# The splitter checkpoints every CHUNK_BATCHES batches of 50 (500 recipients). Tests that need
+# several checkpoints use chunks of 200 instead, so they cross the same boundaries with 2.5× fewer
+# recipients (the sending, not the splitting, is what makes those tests slow on moto).
+SMALL_CHUNK_BATCHES = 4
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Checkpoint every 200 recipients; returns the chunk size."""
+    monkeypatch.setattr(splitting, "CHUNK_BATCHES", SMALL_CHUNK_BATCHES)
+    return SMALL_CHUNK_BATCHES * splitting.MAX_RECIPIENTS_PER_BATCH
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ def _post(pipeline: Pipeline, campaign_id: str, verb: str, body: Any = None) -> 
 def test_pause_during_sending_then_resume_sends_everyone_exactly_once(
     smtp_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipeline, n = smtp_pipeline, 300
+    pipeline, n = smtp_pipeline, 150
     campaign_id = _start(pipeline, n)
     submits, lock = [0], threading.Lock()
     real = ProviderChain.submit
@@ -52,7 +52,7 @@ def test_pause_during_sending_then_resume_sends_everyone_exactly_once(
     def submit(self: ProviderChain, email: Any, lane: str = "low") -> Any:
         with lock:
             submits[0] += 1
-            if submits[0] == 60:
+            if submits[0] == 30:
                 assert _post(pipeline, campaign_id, "pause")[0] == 200
         return real(self, email, lane)
 
@@ -62,7 +62,7 @@ def test_pause_during_sending_then_resume_sends_everyone_exactly_once(
     status, view = pipeline.api("GET", f"/v1/campaigns/{campaign_id}")
     sent_while_running = _recipients(pipeline)
     assert view["status"] == "PAUSED" and view["paused_by"] == "operator" and view["reason"] == "paused by operator"
-    assert 60 <= len(sent_while_running) < n and pipeline.depth("low") == 0  # the rest is parked, not polling
+    assert 30 <= len(sent_while_running) < n and pipeline.depth("low") == 0  # the rest is parked, not polling
     assert _post(pipeline, campaign_id, "pause")[0] == 409
 
     status, resumed = _post(pipeline, campaign_id, "resume")
@@ -78,9 +78,9 @@ def test_pause_during_sending_then_resume_sends_everyone_exactly_once(
 
 
 def test_pause_during_the_split_stops_it_and_resume_continues_it_exactly_once(
-    smtp_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    smtp_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, small_chunks: int
 ) -> None:
-    pipeline, n = smtp_pipeline, 1200  # three checkpoints of ≤500
+    pipeline, n = smtp_pipeline, 480  # three checkpoints of ≤200
     campaign_id = _start(pipeline, n)
     real = DynamoCampaigns.advance_split
     calls = [0]
@@ -96,7 +96,7 @@ def test_pause_during_the_split_stops_it_and_resume_continues_it_exactly_once(
 
     status, view = pipeline.api("GET", f"/v1/campaigns/{campaign_id}")
     assert view["status"] == "PAUSED" and view["split_done"] is False and calls[0] == 1
-    assert _recipients(pipeline) == [] and view["counts"]["total"] == 500  # one chunk split, all parked
+    assert _recipients(pipeline) == [] and view["counts"]["total"] == small_chunks  # one chunk split, all parked
 
     assert _post(pipeline, campaign_id, "resume")[1]["status"] == "SPLITTING"
     pipeline.run()
@@ -109,7 +109,7 @@ def test_pause_during_the_split_stops_it_and_resume_continues_it_exactly_once(
 def test_cancel_part_way_no_send_starts_after_its_response_and_the_counts_add_up(
     smtp_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipeline, n = smtp_pipeline, 300
+    pipeline, n = smtp_pipeline, 150
     campaign_id = _start(pipeline, n)
     lock, local = threading.Lock(), threading.local()
     state = {"submits": 0, "cancelled": False, "in_flight": 0, "late": 0}
@@ -125,7 +125,7 @@ def test_cancel_part_way_no_send_starts_after_its_response_and_the_counts_add_up
                 # Started after the cancel's response: in flight if its status check came before.
                 state["late" if local.checked_after_cancel else "in_flight"] += 1
             state["submits"] += 1
-            if state["submits"] == 80:
+            if state["submits"] == 40:
                 status, answer = _post(pipeline, campaign_id, "cancel")
                 assert status == 200 and answer["status"] == "CANCELLED"
                 state["cancelled"] = True
@@ -137,7 +137,7 @@ def test_cancel_part_way_no_send_starts_after_its_response_and_the_counts_add_up
 
     assert state["late"] == 0
     sent = _recipients(pipeline)
-    assert len(sent) == len(set(sent)) == 80 + state["in_flight"] == state["submits"]
+    assert len(sent) == len(set(sent)) == 40 + state["in_flight"] == state["submits"]
     status, view = pipeline.api("GET", f"/v1/campaigns/{campaign_id}")
     counts = view["counts"]
     assert view["status"] == "CANCELLED" and view["reason"] == "cancelled by operator"

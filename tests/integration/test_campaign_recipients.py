@@ -33,8 +33,11 @@ def _all(pipeline: Pipeline, campaign_id: str, **query: str) -> tuple[list[dict[
             return items, pages
 
 
-def test_every_recipient_in_audience_order_with_its_status_paged_and_filtered(smtp_pipeline: Pipeline) -> None:
-    pipeline, n = smtp_pipeline, 1100  # three split chunks: 500, 500, 100
+def test_every_recipient_in_audience_order_with_its_status_paged_and_filtered(
+    smtp_pipeline: Pipeline, small_chunks: int
+) -> None:
+    pipeline, n = smtp_pipeline, 450  # three split chunks: 200, 200, 50
+    assert small_chunks == 200
     wiring.stores().suppressions.suppress("user7@example.com", "bounce")
     audience = [{"email": f"user{i}@example.com"} for i in range(n)] + [{"email": "USER3@example.com"}]
     status, accepted = pipeline.api(
@@ -44,13 +47,13 @@ def test_every_recipient_in_audience_order_with_its_status_paged_and_filtered(sm
     campaign_id = accepted["campaign_id"]
     assert pipeline.source("split", splitter_handler.handler).poll_once() == 1  # split, nothing sent yet
 
-    queued, _ = _all(pipeline, campaign_id, limit="500")
+    queued, _ = _all(pipeline, campaign_id, limit="200")
     assert [r["email"] for r in queued] == [f"user{i}@example.com" for i in range(n)]  # the duplicate once
     assert {r["status"] for r in queued if r["email"] != "user7@example.com"} == {"QUEUED"}
     assert [r["status"] for r in queued if r["email"] == "user7@example.com"] == ["SUPPRESSED"]
 
     pipeline.run()
-    sent, pages = _all(pipeline, campaign_id, limit="300")
+    sent, pages = _all(pipeline, campaign_id, limit="120")
     assert pages >= 4 and [r["email"] for r in sent] == [f"user{i}@example.com" for i in range(n)]
     assert len({r["message_id"] for r in sent}) == n
     by_email = {r["email"]: r for r in sent}
