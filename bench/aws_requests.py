@@ -416,9 +416,8 @@ def moto_campaign_run(recipients: int, notify_sample: int, ses_rate: float) -> d
         env = {
             **resources["env"],
             "MM_PROVIDERS": "ses",
-            "MM_SIGNING_KEY": "bench-signing-key",
+            "MM_SIGNING_KEYS": "bench1:bench-signing-key-1",
             "MM_UNSUBSCRIBE_BASE_URL": "https://mail.massmailer.test",
-            "MM_UNSUBSCRIBE_MAILTO": "unsubscribe@massmailer.test",
             "MM_SES_MAX_RATE": str(ses_rate),
             # Counts do not depend on it; moto's CPU does (8 threads thrash the GIL around moto): the
             # sender's own CPU is measured without moto, at the engine's default concurrency.
