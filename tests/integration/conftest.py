@@ -97,7 +97,6 @@ def pipeline(aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
             "MM_PROVIDERS": "ses,smtp",
             "MM_SES_MAX_RATE": "5000",  # moto reports the sandbox's 1/s
             "MM_UNSUBSCRIBE_BASE_URL": "https://mail.example.test",
-            "MM_UNSUBSCRIBE_MAILTO": "unsubscribe@massmailer.test",
             "POWERTOOLS_METRICS_NAMESPACE": "MassMailer",
             "POWERTOOLS_SERVICE_NAME": "massmailer-test",
         }
