@@ -157,9 +157,9 @@ def _stages(n: int) -> dict[str, float]:
 
     def unsubscribe() -> None:
         for r in recipients:
-            urls.append(unsub.url(r.email, camp))
+            urls.append(unsub.url(r.message_id))
             h = {"X-MassMailer-Message": r.message_id, "X-MassMailer-Campaign": camp}
-            h.update(unsub.headers(r.email, camp))
+            h.update(unsub.headers(r.message_id))
             headers.append(h)
 
     out["unsubscribe"] = _cpu(unsubscribe)

@@ -26,11 +26,11 @@ from massmailer.providers.chain import ProviderChain
 from massmailer.sending import RetryPolicy, SenderContext
 from massmailer.spec import LOW_LANE, MAX_RECIPIENTS_PER_BATCH
 from massmailer.store import InMemoryStores, Stores
-from massmailer.unsubscribe import Unsubscriber
+from massmailer.unsubscribe import Unsubscriber, parse_signing_keys
 
 CAMPAIGN_ID = "cmp-bench"
 FROM_ADDRESS = "news@massmailer.test"
-SIGNING_KEY = b"bench-signing-key"
+SIGNING_KEYS = "bench1:bench-signing-key-1"
 UNSUBSCRIBE_BASE = "https://mail.massmailer.test"
 
 SUBJECT = "{{ first_name }}, your {{ month }} digest from {{ city }}"
@@ -155,7 +155,7 @@ def sqs_events(messages: Sequence[BatchMessage], per_event: int = LOW_LANE.batch
 
 
 def unsubscriber() -> Unsubscriber:
-    return Unsubscriber(key=SIGNING_KEY, base_url=UNSUBSCRIBE_BASE, mailto="unsubscribe@massmailer.test")
+    return Unsubscriber(keys=parse_signing_keys(SIGNING_KEYS), base_url=UNSUBSCRIBE_BASE)
 
 
 def store_with_campaign(store: InMemoryStores | None = None, campaign_id: str = CAMPAIGN_ID) -> InMemoryStores:

@@ -33,7 +33,7 @@ ROUTES = (
 UNSUBSCRIBE_RESOURCE = "unsubscribe"
 UNSUBSCRIBE_METHODS = ("GET", "POST")
 _PUBLIC_UNSUBSCRIBE_REASON = (
-    "RFC 8058 one-click unsubscribe: mailbox providers (Gmail, Yahoo) POST/GET the List-Unsubscribe "
+    "RFC 8058 one-click unsubscribe: mailbox providers (Gmail, Yahoo) POST, and people GET, the List-Unsubscribe "
     "URL without credentials. Each request carries an HMAC-signed token that the ingest function "
     "verifies; the stage throttle bounds abuse."
 )

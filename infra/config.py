@@ -87,7 +87,6 @@ class SendingConfig(_Section):
     unsubscribe_base_url: HttpUrl | None = Field(
         default=None, description="Public base URL of the API; default: the API Gateway stage URL"
     )
-    unsubscribe_mailto: EmailStr | None = None
     track_deliveries: bool = Field(
         default=True,
         description="Publish SES Delivery events so records move to DELIVERED (~$1.6 per 1M emails more)",
@@ -127,7 +126,6 @@ class SendingConfig(_Section):
             "smtp_port": self.smtp_port,
             "smtp_starttls": self.smtp_starttls,
             "max_attempts": self.max_attempts,
-            "unsubscribe_mailto": self.unsubscribe_mailto,
             "index_provider_ids": self.index_provider_ids,
         }
         return {field: value for field, value in values.items() if value is not None}

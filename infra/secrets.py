@@ -10,6 +10,7 @@ from infra.nag import acknowledge
 from massmailer import spec
 
 SIGNING_KEY_LENGTH = 64
+FIRST_SIGNING_KEY_ID = "k1"
 
 
 class MailSecrets(Construct):
@@ -40,16 +41,23 @@ class MailSecrets(Construct):
             self,
             "SigningKey",
             secret_name=spec.signing_secret_name(stage),
-            description="MassMailer HMAC key that signs one-click unsubscribe tokens",
+            description=(
+                "MassMailer HMAC keys of one-click unsubscribe tokens: a JSON object {key id: secret} "
+                "(or 'kid:secret,kid:secret'); the first signs, every listed one verifies"
+            ),
+            # {"k1": "<64 random characters>"}: the first key, with its id (README, "Unsubscribe").
             generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=SIGNING_KEY_LENGTH, exclude_punctuation=True
+                secret_string_template="{}",
+                generate_string_key=FIRST_SIGNING_KEY_ID,
+                password_length=SIGNING_KEY_LENGTH,
+                exclude_punctuation=True,
             ),
             removal_policy=removal_policy,
         )
         acknowledge(
             self.signing_key,
             "SMG4",
-            "Rotating the unsubscribe signing key invalidates the List-Unsubscribe link of every "
-            "mail already delivered (RFC 8058 links must keep working), so it is rotated only by "
-            "hand, deliberately, never on a schedule.",
+            "Unsubscribe links already delivered must keep working (RFC 8058): a rotation puts a new "
+            "key id first and keeps the old one listed until its links have aged out, so it is done "
+            "by hand as the README's 'Unsubscribe' section describes, never by a rotation Lambda.",
         )

@@ -189,9 +189,32 @@ def _settled(rt: Any) -> bool:
     return rt.ses.publisher.pending == 0 and all(rt.depth(key) == 0 for key in lanes)
 
 
+def _earlier_email(rt: Any, address: str, campaign_id: str) -> str:
+    """The record of an email an earlier campaign sent ``address``, and its unsubscribe token."""
+    from datetime import UTC, datetime
+
+    from massmailer.models import Lane, MessageRecord, Status
+    from massmailer.splitting import recipient_message_id
+    from massmailer.store import Stores
+    from massmailer.unsubscribe import Unsubscriber, parse_signing_keys
+
+    store = Stores.dynamo(rt.resource("dynamodb").Table(rt.resources["table"]))
+    message_id = recipient_message_id(campaign_id, address)
+    record = MessageRecord(
+        message_id=message_id,
+        email=address,
+        campaign_id=campaign_id,
+        status=Status.DELIVERED,
+        lane=Lane.LOW,
+        created_at=datetime.now(UTC),
+    )
+    store.messages.create_message(record, {"from_address": rt.config.from_address})
+    keys = parse_signing_keys(rt.function_env()["MM_SIGNING_KEYS"])
+    return Unsubscriber(keys=keys, base_url=rt.api_url).token(message_id)
+
+
 def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
     from local.runtime import LocalRuntime, RuntimeConfig
-    from massmailer.unsubscribe import Unsubscriber
 
     timeline = Timeline()
     print("MassMailer demo — the whole pipeline on loopback: moto (AWS), an SMTP relay, the real handlers\n")
@@ -203,11 +226,19 @@ def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
         up_in = time.monotonic() - timeline.started
         print(f"  runtime up in {up_in:.1f} s — API {rt.api_url}, AWS {rt.aws_url}, outbox {_rel(config.outbox_dir)}")
 
-        # 1. Someone unsubscribed from an earlier campaign (one-click, RFC 8058).
-        unsubscriber = Unsubscriber(key=rt.function_env()["MM_SIGNING_KEY"].encode(), base_url=rt.api_url)
-        token = unsubscriber.token("former.customer@example.com", "cmp-october")
-        status, _ = rt.api("POST", f"/v1/unsubscribe?token={token}")
-        assert status == 200, status
+        # 1. Someone unsubscribed from an earlier campaign (one-click, RFC 8058): October's email to
+        #    them is on record; its link shows a page (a scanner's GET changes nothing), the mailbox
+        #    provider's one-click POST unsubscribes.
+        token = _earlier_email(rt, "former.customer@example.com", "cmp-october")
+        status, page = rt.api("GET", f"/v1/unsubscribe?token={token}")
+        assert status == 200 and '<form method="post"' in page, (status, page)
+        status, page = rt.api(
+            "POST",
+            f"/v1/unsubscribe?token={token}",
+            b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert status == 200, (status, page)
 
         # 2. Transactional mail on the high lane.
         receipts = {}

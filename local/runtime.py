@@ -313,9 +313,8 @@ class LocalRuntime:
                 "MM_PROVIDERS": "ses,smtp",
                 "MM_SMTP_HOST": "127.0.0.1",
                 "MM_SMTP_PORT": str(self.relay.port),
-                "MM_SIGNING_KEY": "local-signing-key",
+                "MM_SIGNING_KEYS": "local1:local-signing-key-1",
                 "MM_UNSUBSCRIBE_BASE_URL": self.api_url,
-                "MM_UNSUBSCRIBE_MAILTO": "unsubscribe@massmailer.test",
                 "POWERTOOLS_METRICS_NAMESPACE": spec.METRICS_NAMESPACE,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             }

@@ -99,12 +99,26 @@ def cancel_campaign(campaign_id: str) -> dict[str, Any]:
     return intake.cancel_campaign(_context(), campaign_id)
 
 
+# Pages for people (HTML, never JSON): no caching, no referrer (the token is in the URL), no scripts.
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+}
+
+
 @app.route("/v1/unsubscribe", method=["GET", "POST"])
-def unsubscribe() -> dict[str, Any]:
-    token = (app.current_event.query_string_parameters or {}).get("token")
-    if not token:
-        raise ValueError("query parameter 'token' is required")
-    return intake.unsubscribe(_context(), token)
+def unsubscribe() -> Response[str]:
+    """GET shows the page (changes nothing); POST with List-Unsubscribe=One-Click unsubscribes."""
+    event = app.current_event
+    token = (event.query_string_parameters or {}).get("token") or ""
+    if event.http_method == "POST":
+        content_type = {k.lower(): v for k, v in (event.headers or {}).items()}.get("content-type")
+        page = intake.unsubscribe(_context(), token, event.decoded_body, content_type)
+    else:
+        page = intake.unsubscribe_page(_context(), token)
+    return Response(page.status, "text/html; charset=utf-8", page.html, headers=_PAGE_HEADERS)
 
 
 @app.exception_handler(RequestValidationError)

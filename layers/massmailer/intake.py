@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from massmailer import unsubscribe as unsubscribe_pages
 from massmailer.addresses import identity_digest
 from massmailer.audiences import AudienceError, open_audience
 from massmailer.blobs import Blobs
@@ -44,7 +45,7 @@ from massmailer.schedules import Schedules
 from massmailer.spec import AUDIENCE_PREFIX, SPLIT_QUEUE
 from massmailer.splitting import audience_jsonl
 from massmailer.store import Campaigns, CampaignSummary, IdempotencyKeys, Messages, StoredCampaign, Suppressions
-from massmailer.unsubscribe import InvalidToken, Unsubscriber
+from massmailer.unsubscribe import Unsubscriber
 
 logger = logging.getLogger(__name__)
 
@@ -495,12 +496,19 @@ def cancel_campaign(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:
     return campaign_status(ctx, campaign_id)
 
 
-def unsubscribe(ctx: IntakeContext, token: str) -> dict[str, Any]:
+def unsubscribe_page(ctx: IntakeContext, token: str) -> unsubscribe_pages.Page:
+    """GET of the unsubscribe link: a page with one button; changes nothing."""
     if ctx.unsubscriber is None:
         raise RuntimeError("unsubscribe signing key is not configured")
-    try:
-        email, campaign_id = ctx.unsubscriber.verify(token)
-    except InvalidToken as exc:
-        raise ValueError(str(exc)) from exc
-    ctx.suppressions.suppress(email, "unsubscribe", {"campaign_id": campaign_id})
-    return {"unsubscribed": True}
+    return unsubscribe_pages.show(ctx.unsubscriber, ctx.messages, ctx.campaigns, token)
+
+
+def unsubscribe(
+    ctx: IntakeContext, token: str, body: str | bytes | None, content_type: str | None
+) -> unsubscribe_pages.Page:
+    """POST of the unsubscribe link (RFC 8058 one-click, or the page's button)."""
+    if ctx.unsubscriber is None:
+        raise RuntimeError("unsubscribe signing key is not configured")
+    return unsubscribe_pages.confirm(
+        ctx.unsubscriber, ctx.messages, ctx.campaigns, ctx.suppressions, token, body, content_type
+    )

@@ -52,6 +52,7 @@ from massmailer.queues import Queue
 from massmailer.rendering import CompiledTemplate, TemplateCache
 from massmailer.spec import CAMPAIGN_HEADER, MESSAGE_HEADER, SQS_MAX_DELAY_SECONDS, SUPPRESSION_RECHECK_SECONDS
 from massmailer.store import Campaigns, Markers, Messages, StoredCampaign, StoreUnavailable, Suppressions
+from massmailer.store.suppressions import CLOCK_SKEW_SECONDS as SUPPRESSION_CLOCK_SKEW
 from massmailer.unsubscribe import Unsubscriber
 
 logger = logging.getLogger(__name__)
@@ -232,7 +233,8 @@ def send_batch(
 
     checked = batch.suppression_checked_at
     if batch.kind == "campaign" and checked is not None and 0 <= now - checked < SUPPRESSION_RECHECK_SECONDS:
-        suppressed: set[str] = set()  # the splitter checked them moments ago
+        # The splitter checked them moments ago: only what was suppressed since can apply (one Query).
+        suppressed = ctx.suppressions.suppressed_since(checked - SUPPRESSION_CLOCK_SKEW)
     else:
         suppressed = ctx.suppressions.suppressed_among(r.email for r in batch.recipients)
 
@@ -449,10 +451,10 @@ def _prepare(
         headers = dict(job.headers)
         headers[MESSAGE_HEADER] = recipient.message_id
         if job.bulk:
-            token = ctx.unsubscriber.token(recipient.email, batch.campaign_id)
-            variables.setdefault("unsubscribe_url", ctx.unsubscriber.url(recipient.email, batch.campaign_id, token))
+            token = ctx.unsubscriber.token(recipient.message_id)  # opaque: the address is not in it
+            variables.setdefault("unsubscribe_url", ctx.unsubscriber.url(recipient.message_id, token))
             headers[CAMPAIGN_HEADER] = batch.campaign_id or ""
-            headers.update(ctx.unsubscriber.headers(recipient.email, batch.campaign_id, token))
+            headers.update(ctx.unsubscriber.headers(recipient.message_id, token))
         rendered = job.template.render(variables)
         attachments = _attachments_for(ctx, job, variables, batch.campaign_id)
         raw = build_message(

@@ -34,10 +34,9 @@ class Settings(BaseModel):
     smtp_username: str | None = Field(default=None, repr=False)
     smtp_password: str | None = Field(default=None, repr=False)
     smtp_secret_arn: str | None = None
-    signing_key: str | None = Field(default=None, repr=False)
+    signing_keys: str | None = Field(default=None, repr=False)  # "kid1:secret1,kid2:secret2", first signs
     signing_secret_arn: str | None = None
     unsubscribe_base_url: str = "https://example.com"
-    unsubscribe_mailto: str | None = None
     max_attempts: int = Field(default=4, ge=1, le=20)  # first try + 3 retries
     ses_max_rate: float | None = Field(default=None, gt=0)  # emails/s; None: SES's own account quota
     smtp_max_rate: float | None = Field(default=None, gt=0)  # emails/s; None: no limit of ours
@@ -77,10 +76,9 @@ class Settings(BaseModel):
             "smtp_username": "MM_SMTP_USERNAME",
             "smtp_password": "MM_SMTP_PASSWORD",
             "smtp_secret_arn": ENV.smtp_secret_arn,
-            "signing_key": "MM_SIGNING_KEY",
+            "signing_keys": "MM_SIGNING_KEYS",
             "signing_secret_arn": ENV.signing_secret_arn,
             "unsubscribe_base_url": ENV.unsubscribe_base_url,
-            "unsubscribe_mailto": ENV.unsubscribe_mailto,
             "max_attempts": ENV.max_attempts,
             "ses_max_rate": ENV.ses_max_rate,
             "smtp_max_rate": ENV.smtp_max_rate,

@@ -19,8 +19,9 @@ MAX_RECIPIENTS_PER_BATCH = 50  # SES SendEmail's limit, and the size of one queu
 SQS_MAX_MESSAGE_BYTES = 256 * 1024  # the SQS default maximum message size
 SQS_MAX_DELAY_SECONDS = 900
 # A campaign batch the splitter checked against the suppression list less than this long ago is not
-# checked again by the sender (half a read unit per email saved; an unsubscribe or bounce from
-# another campaign in that window still applies to every later batch and to every retry).
+# batch-read again by the sender (half a read unit per email saved): the sender reads only the
+# addresses suppressed since the split's check (one Query per batch, ``Suppressions.suppressed_since``),
+# so an unsubscribe is honoured by every batch that starts after it, whenever that batch was split.
 SUPPRESSION_RECHECK_SECONDS = 600
 ATTACHMENT_PREFIX = "attachments/"  # bucket prefix where attachments are matched by file name
 AUDIENCE_PREFIX = "audiences/"  # bucket prefix of campaign audiences
@@ -211,7 +212,6 @@ class EnvNames:
     smtp_secret_arn: str = "MM_SMTP_SECRET_ARN"
     signing_secret_arn: str = "MM_SIGNING_SECRET_ARN"
     unsubscribe_base_url: str = "MM_UNSUBSCRIBE_BASE_URL"
-    unsubscribe_mailto: str = "MM_UNSUBSCRIBE_MAILTO"
     max_attempts: str = "MM_MAX_ATTEMPTS"
     ses_max_rate: str = "MM_SES_MAX_RATE"
     smtp_max_rate: str = "MM_SMTP_MAX_RATE"

@@ -31,7 +31,7 @@ from massmailer.settings import Settings
 from massmailer.spec import ENV
 from massmailer.splitting import SplitterContext
 from massmailer.store import Stores
-from massmailer.unsubscribe import Unsubscriber
+from massmailer.unsubscribe import Unsubscriber, parse_signing_keys
 
 _CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
@@ -72,11 +72,13 @@ def _secret(arn: str) -> str:
 
 
 def unsubscriber() -> Unsubscriber:
+    """The unsubscribe signing keys, ``kid:secret`` pairs (or a JSON object), the first signing:
+    from ``MM_SIGNING_KEYS`` locally, from the Secrets Manager secret in AWS (README, "Unsubscribe")."""
     s = settings()
-    key = s.signing_key or (_secret(s.signing_secret_arn) if s.signing_secret_arn else None)
-    if not key:
-        raise RuntimeError("no unsubscribe signing key: set MM_SIGNING_KEY or MM_SIGNING_SECRET_ARN")
-    return Unsubscriber(key=key.encode(), base_url=s.unsubscribe_base_url, mailto=s.unsubscribe_mailto)
+    keys = s.signing_keys or (_secret(s.signing_secret_arn) if s.signing_secret_arn else None)
+    if not keys:
+        raise RuntimeError("no unsubscribe signing keys: set MM_SIGNING_KEYS or MM_SIGNING_SECRET_ARN")
+    return Unsubscriber(keys=parse_signing_keys(keys), base_url=s.unsubscribe_base_url)
 
 
 def _smtp_config(s: Settings) -> SmtpConfig:

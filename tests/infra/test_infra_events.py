@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_cdk.assertions import Match
@@ -120,3 +121,21 @@ def test_secrets_are_named_by_spec(synth: Synthesized) -> None:
     names = {s["Properties"]["Name"] for s in synth.of_type("AWS::SecretsManager::Secret").values()}
 
     assert names == {spec.smtp_secret_name(synth.stage), spec.signing_secret_name(synth.stage)}
+
+
+def test_the_signing_secret_is_generated_as_a_key_id_and_a_secret(synth: Synthesized) -> None:
+    """The generated value is {"k1": "<64 characters>"}: a key id from the first deploy, so a later
+    rotation can add a key before it and keep this one listed (README, "Unsubscribe")."""
+    from massmailer.unsubscribe import parse_signing_keys
+
+    [signing] = [
+        s["Properties"]
+        for s in synth.of_type("AWS::SecretsManager::Secret").values()
+        if s["Properties"]["Name"] == spec.signing_secret_name(synth.stage)
+    ]
+    generated = signing["GenerateSecretString"]
+    assert generated["SecretStringTemplate"] == "{}"
+    assert generated["GenerateStringKey"] == "k1"
+    assert generated["PasswordLength"] == 64
+    value = json.dumps({generated["GenerateStringKey"]: "x" * generated["PasswordLength"]})
+    assert [key.kid for key in parse_signing_keys(value)] == ["k1"]

@@ -70,7 +70,7 @@ def test_functions_get_every_setting_the_shared_package_reads(synth: Synthesized
     _, props = _function(synth, spec.SENDER.name)
     env = props["Environment"]["Variables"]
 
-    expected_names = {getattr(ENV, field) for field in ENV.__dataclass_fields__} - {ENV.unsubscribe_mailto}
+    expected_names = {getattr(ENV, field) for field in ENV.__dataclass_fields__}
     assert expected_names <= set(env), expected_names - set(env)
     assert env[ENV.stage] == synth.stage
     assert env[ENV.providers] == ",".join(synth.config.sending.providers)

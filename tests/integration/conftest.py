@@ -106,11 +106,10 @@ def pipeline(aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
             **resources["env"],
             "MM_SMTP_HOST": "127.0.0.1",
             "MM_SMTP_PORT": str(relay.port),
-            "MM_SIGNING_KEY": "test-signing-key",
+            "MM_SIGNING_KEYS": "k2:test-signing-key-2,k1:test-signing-key-1",
             "MM_PROVIDERS": "ses,smtp",
             "MM_SES_MAX_RATE": "5000",  # moto reports the sandbox's 1/s
             "MM_UNSUBSCRIBE_BASE_URL": "https://mail.example.test",
-            "MM_UNSUBSCRIBE_MAILTO": "unsubscribe@massmailer.test",
             "POWERTOOLS_METRICS_NAMESPACE": "MassMailer",
             "POWERTOOLS_SERVICE_NAME": "massmailer-test",
         }

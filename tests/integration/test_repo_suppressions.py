@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from massmailer.store import Stores, Suppressions
+from massmailer.store.suppressions import RECENT_TTL_SECONDS
+from tests.integration.conftest import Clock
 
 
 @pytest.fixture
@@ -25,3 +27,23 @@ def test_a_lookup_of_more_addresses_than_one_batch_read_finds_them_all(suppressi
         suppressions.suppress(address, "bounce", {"campaign_id": "c1"})
     assert suppressions.suppressed_among(many) == set(many[::50])
     assert suppressions.suppressed_among([]) == set()
+
+
+def test_suppressed_since_lists_what_was_added_from_then_on(suppressions: Suppressions, clock: Clock) -> None:
+    """The sender's one Query per batch: the addresses suppressed since the splitter's check,
+    across an hour's turn (the log's partitions), and nothing older."""
+    clock.now = 1_700_002_790.0  # 10 s before 23:00:00 UTC
+    suppressions.suppress("old@example.com", "bounce")
+    clock.now += 5
+    since = clock.now
+    suppressions.suppress("Jane@Example.com", "unsubscribe")
+    clock.now += 10  # the next hour
+    suppressions.suppress("bob@example.com", "complaint")
+    suppressions.suppress("bob@example.com", "unsubscribe")  # already listed: not logged twice
+    clock.now += 1
+
+    assert suppressions.suppressed_since(since) == {"jane@example.com", "bob@example.com"}
+    assert suppressions.suppressed_since(clock.now + 1) == set()
+    clock.now += RECENT_TTL_SECONDS + 60
+    assert suppressions.suppressed_since(since) == set()  # the log keeps a day (TTL); the list stays
+    assert suppressions.is_suppressed("old@example.com")

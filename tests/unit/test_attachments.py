@@ -13,7 +13,7 @@ from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Cont
 from massmailer.providers.chain import ProviderChain
 from massmailer.sending import SenderContext, send_batch
 from massmailer.store import Stores
-from massmailer.unsubscribe import Unsubscriber
+from massmailer.unsubscribe import SigningKey, Unsubscriber
 from tests.support import make_campaign
 from tests.unit.fakes import FakeProvider
 
@@ -43,7 +43,7 @@ def _ctx(policy: str, max_bytes: int = 1000) -> tuple[SenderContext, FakeProvide
         queue=InMemoryQueue(),
         chain=ProviderChain([ses]),
         from_address="f@example.com",
-        unsubscriber=Unsubscriber(key=b"k", base_url="https://u.example"),
+        unsubscriber=Unsubscriber(keys=(SigningKey("k1", b"k" * 16),), base_url="https://u.example"),
         attachments=AttachmentResolver(blobs, max_bytes=max_bytes),
         concurrency=1,
     )

@@ -47,6 +47,7 @@ EXPECTED_ROWS = {
         "aws.ddb_reads",
         "aws.ddb_writes_per_email",
         "aws.ddb_reads_per_email",
+        "aws.ddb_suppressed_since_queries",
         "aws.ddb_wru",
         "aws.ddb_rru",
         "aws.sqs",

@@ -11,7 +11,6 @@ from massmailer.errors import RenderError, TemplateError
 from massmailer.mime import Attachment, build_message
 from massmailer.models import Content
 from massmailer.rendering import CompiledTemplate, TemplateCache
-from massmailer.unsubscribe import InvalidToken, Unsubscriber
 
 
 def test_jinja_and_legacy_placeholders_render_and_html_is_escaped() -> None:
@@ -83,20 +82,6 @@ def test_header_values_with_crlf_are_refused() -> None:
             text="t",
             headers={"X-A": "1\r\nBcc: x@example.com"},
         )
-
-
-def test_unsubscribe_tokens_verify_and_reject_tampering() -> None:
-    u = Unsubscriber(key=b"secret", base_url="https://u.example", mailto="unsub@example.com")
-    token = u.token("jane@example.com", "c1")
-    assert u.verify(token) == ("jane@example.com", "c1")
-    with pytest.raises(InvalidToken):
-        u.verify(token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
-    with pytest.raises(InvalidToken):
-        Unsubscriber(key=b"other", base_url="x").verify(token)
-    headers = u.headers("jane@example.com", "c1")
-    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert headers["List-Unsubscribe"].startswith("<https://u.example/v1/unsubscribe?token=")
-    assert "<mailto:unsub@example.com?subject=unsubscribe%20" in headers["List-Unsubscribe"]
 
 
 @pytest.mark.parametrize(

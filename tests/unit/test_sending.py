@@ -16,7 +16,7 @@ from massmailer.providers.chain import ProviderChain
 from massmailer.sending import RetryPolicy, SenderContext, send_batch
 from massmailer.store import InMemoryStores, Stores, StoreUnavailable
 from massmailer.store.suppressions import InMemorySuppressions
-from massmailer.unsubscribe import Unsubscriber
+from massmailer.unsubscribe import SigningKey, Unsubscriber
 from tests.support import make_campaign
 from tests.unit.fakes import FakeProvider
 
@@ -37,7 +37,7 @@ def _ctx(*providers: FakeProvider, store: InMemoryStores | None = None, clock=No
         queue=InMemoryQueue(),
         chain=ProviderChain(list(providers)),
         from_address="noreply@example.com",
-        unsubscriber=Unsubscriber(key=b"k", base_url="https://u.example"),
+        unsubscriber=Unsubscriber(keys=(SigningKey("k1", b"k" * 16),), base_url="https://u.example"),
         policy=RetryPolicy(max_attempts=4),
         rng=random.Random(7),
         **({"clock": clock} if clock else {}),
@@ -204,6 +204,32 @@ def test_a_batch_the_splitter_just_checked_is_not_looked_up_again() -> None:
     report = send_batch(ctx, fresh)
 
     assert report.outcomes == {"sent": 3} and lookups.lookups == 0
+    assert lookups.since_queries == 1  # only "suppressed since the split's check": one Query per batch
+
+
+@pytest.mark.parametrize("unsubscribed_after_check", [1.0, 290.0, -30.0])  # -30: the API's clock runs behind
+def test_an_unsubscribe_after_the_split_is_honoured_by_the_batch_split_before_it(
+    unsubscribed_after_check: float,
+) -> None:
+    """Given a batch the splitter checked (and so is not batch-read again), when the address
+    unsubscribes after that check and before the batch is sent, then it is not sent: suppressed."""
+    now = [10_000.0]
+    lookups = CountingLookups(clock=lambda: now[0])
+    ses = FakeProvider("ses")
+    ctx = _ctx(ses, store=_with(lookups, lambda: now[0]), clock=lambda: now[0])
+    checked = now[0]
+    batch = _batch(3).model_copy(update={"suppression_checked_at": checked})
+    now[0] = checked + unsubscribed_after_check
+    lookups.suppress("U1@example.com", "unsubscribe")  # the one-click POST's response has gone out
+    now[0] = checked + 300  # the batch starts within the splitter's recheck window
+
+    report = send_batch(ctx, batch)
+
+    assert report.outcomes == {"sent": 2, "suppressed": 1}
+    assert "u1@example.com" not in {e.recipient for e in ses.sent}
+    assert ctx.messages.get_message("m1")["status"] == "SUPPRESSED"  # type: ignore[index]
+    assert ctx.campaigns.get_campaign(CAMPAIGN).counts.suppressed == 1  # type: ignore[union-attr]
+    assert lookups.lookups == 0  # no read per email
 
 
 @pytest.mark.parametrize("checked_at", [None, 10_000.0 - 601, 10_000.0 + 60])  # unchecked, stale, from the future

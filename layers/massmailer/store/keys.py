@@ -12,6 +12,7 @@ parked batch           CAMPAIGN#<id>         PARKED# a batch that arrived while 
 campaign roster        CAMPAIGN#<id>         RCPT#   one split chunk's recipients (#<chunk start, 24 digits>)
 message record         MSG#<message_id>      MSG     status, attempts, lease; GSI1PK=PMID#<id> (opt-in)
 suppression            SUPP#<address key>    SUPP    reason, details
+suppressed since       SUPPSINCE#<UTC hour>  <ms>#   + the address key: suppressions by time, TTL 1 day
 idempotency key        IDEMP#<key>           IDEMP   request hash + stored response, TTL 24 h
 processed SES event    EVT#<digest>          EVT     de-duplicates notifications, TTL 30 days
 counted queue message  COUNTED#<message id>  COUNTED a sender batch's counts were added, TTL 14 days
@@ -27,6 +28,8 @@ COUNTED marker in the same transaction), ``messages`` (MSG and the GSI1 provider
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from massmailer.addresses import address_key
 from massmailer.spec import JOB_TABLE
@@ -97,6 +100,33 @@ def message_key(message_id: str) -> dict[str, str]:
 
 def suppression_key(address: str) -> dict[str, str]:
     return {PK: f"{SUPPRESSION_PREFIX}{address_key(address)}", SK: "SUPP"}
+
+
+RECENT_SUPPRESSION_PREFIX = "SUPPSINCE#"
+_HOUR = 3600
+
+
+def _hour_partition(hour: int) -> str:
+    return f"{RECENT_SUPPRESSION_PREFIX}{datetime.fromtimestamp(hour * _HOUR, UTC):%Y%m%d%H}"
+
+
+def recent_suppression_sort(when: float) -> str:
+    return f"{int(when * 1000):013d}#"
+
+
+def recent_suppression_key(when: float, address: str) -> dict[str, str]:
+    """A suppression in the "suppressed since" log: one partition per UTC hour, sorted by time (ms)."""
+    return {PK: _hour_partition(int(when // _HOUR)), SK: recent_suppression_sort(when) + address_key(address)}
+
+
+def recent_suppression_partitions(since: float, now: float) -> list[str]:
+    """The hour partitions holding suppressions from ``since`` to ``now`` (at least ``since``'s)."""
+    first, last = int(since // _HOUR), int(max(since, now) // _HOUR)
+    return [_hour_partition(hour) for hour in range(first, last + 1)]
+
+
+def recent_suppression_address(sort_key: str) -> str:
+    return sort_key.partition("#")[2]
 
 
 def idempotency_key(key: str) -> dict[str, str]:
