@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from massmailer import recipients
+from massmailer import exports, recipients
 from massmailer.audiences import AudienceError, open_audience
-from massmailer.blobs import Blobs
+from massmailer.blobs import Blobs, Uploads
 from massmailer.lifecycle import MOVES, Action, Actor, TransitionNotAllowed, UnknownCampaign, check
 from massmailer.models import (
     BatchMessage,
@@ -43,7 +43,15 @@ from massmailer.rendering import compile_content
 from massmailer.schedules import Schedules
 from massmailer.spec import AUDIENCE_PREFIX, SPLIT_QUEUE
 from massmailer.splitting import audience_jsonl
-from massmailer.store import Campaigns, CampaignSummary, IdempotencyKeys, Messages, StoredCampaign, Suppressions
+from massmailer.store import (
+    Campaigns,
+    CampaignSummary,
+    Exports,
+    IdempotencyKeys,
+    Messages,
+    StoredCampaign,
+    Suppressions,
+)
 from massmailer.unsubscribe import InvalidToken, Unsubscriber
 
 logger = logging.getLogger(__name__)
@@ -69,6 +77,10 @@ class InvalidQuery(Exception):
         self.field, self.reason = field, reason
 
 
+class NotExportable(Exception):
+    """A campaign with nothing split yet (SCHEDULED) has no recipients to export (409)."""
+
+
 class AcknowledgementRequired(Exception):
     """Resuming a campaign the guard paused needs ``{"acknowledge": <its cause>}`` (422, that field)."""
 
@@ -84,6 +96,8 @@ class IntakeContext:
     schedules: Schedules | None
     from_address: str
     unsubscriber: Unsubscriber | None = None
+    exports: Exports | None = None  # recipient exports (massmailer.exports)
+    uploads: Uploads | None = None  # the bucket, for their CSV objects' download links
 
 
 def _request_hash(body: dict[str, Any]) -> str:
@@ -368,6 +382,28 @@ def campaign_recipients(
         if not ctx.campaigns.rosters(campaign_id, at.roster, limit=1):
             return {"items": items, "next_cursor": None}
     return {"items": items, "next_cursor": _encode_cursor({"r": at.roster, "i": at.index})}
+
+
+def export_recipients(ctx: IntakeContext, campaign_id: str, status: str | None = None) -> dict[str, Any]:
+    """``POST /v1/campaigns/{id}/recipients/export``: a PENDING export the splitter function runs."""
+    if ctx.exports is None:
+        raise RuntimeError("recipient exports are not configured")
+    wanted = recipient_status(status)
+    current = ctx.campaigns.status_of(campaign_id)
+    if current is None:
+        raise NotFound(f"campaign {campaign_id} not found")
+    if current == CampaignStatus.SCHEDULED:
+        raise NotExportable(f"campaign {campaign_id} is SCHEDULED: no recipient is split before send_at")
+    job = exports.new_export(ctx.campaigns, ctx.exports, ctx.queue, campaign_id, wanted, datetime.now(UTC).timestamp())
+    return exports.view(job)
+
+
+def export_status(ctx: IntakeContext, export_id: str) -> dict[str, Any]:
+    """``GET /v1/exports/{id}``: status, rows; once DONE a presigned URL (``exports.URL_SECONDS``)."""
+    job = ctx.exports.get(export_id) if ctx.exports is not None else None
+    if job is None:
+        raise NotFound(f"export {export_id} not found")
+    return exports.view(job, ctx.uploads)
 
 
 def campaign_status(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:

@@ -24,6 +24,8 @@ SQS_MAX_DELAY_SECONDS = 900
 SUPPRESSION_RECHECK_SECONDS = 600
 ATTACHMENT_PREFIX = "attachments/"  # bucket prefix where attachments are matched by file name
 AUDIENCE_PREFIX = "audiences/"  # bucket prefix of campaign audiences
+EXPORT_PREFIX = "exports/"  # bucket prefix of recipient exports (CSV), expired after EXPORT_RETENTION_DAYS
+EXPORT_RETENTION_DAYS = 7
 AUDIENCE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}  # by the object key's extension
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # all attachments of one email together (SES allows 40 MB raw)
 

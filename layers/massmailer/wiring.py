@@ -19,6 +19,7 @@ from botocore.config import Config
 
 from massmailer.attachments import AttachmentResolver
 from massmailer.blobs import S3Blobs
+from massmailer.exports import ExportContext
 from massmailer.intake import IntakeContext
 from massmailer.providers.chain import ProviderChain
 from massmailer.providers.ses import SesProvider
@@ -189,6 +190,21 @@ def intake_context() -> IntakeContext:
         schedules=schedules,
         from_address=s.from_address,
         unsubscriber=unsubscriber(),
+        exports=repos.exports,
+        uploads=S3Blobs(client("s3"), s.bucket_name),
+    )
+
+
+def export_context(time_left: Callable[[], float]) -> ExportContext:
+    s = settings()
+    repos = stores()
+    return ExportContext(
+        campaigns=repos.campaigns,
+        messages=repos.messages,
+        exports=repos.exports,
+        queue=_queue(),
+        blobs=S3Blobs(client("s3"), s.bucket_name),
+        time_left=time_left,
     )
 
 
