@@ -100,7 +100,7 @@ class DynamoExports(DynamoRepository):
         """Write a new export; False (nothing written) when the id exists."""
         item = {
             **keys.export_key(job.export_id),
-            **{k: v for k, v in job.__dict__.items() if v is not None and k not in ("parts", "lease_until")},
+            **{k: _decimal(v) for k, v in job.__dict__.items() if v is not None and k not in ("parts", "lease_until")},
             "status": job.status.value,
             "created_at": _decimal(job.created_at),
             "ttl": int(job.created_at) + EXPORT_TTL_SECONDS,
