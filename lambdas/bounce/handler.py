@@ -12,7 +12,13 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from massmailer import wiring
-from massmailer.notifications import NotificationReport, NotificationStores, is_sns_event, process_sns_payload
+from massmailer.notifications import (
+    NotificationReport,
+    NotificationStores,
+    RateGuard,
+    is_sns_event,
+    process_sns_payload,
+)
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MassMailer"))
@@ -32,15 +38,17 @@ def handler(
     event: dict[str, Any], context: Any, stores: NotificationStores | None = None
 ) -> PartialItemFailureResponse:
     repos = stores or wiring.stores()
+    s = wiring.settings()  # the stage's guard; a campaign's own thresholds prevail (notifications)
+    guard = RateGuard(s.guard_bounce_rate, s.guard_complaint_rate, s.guard_min_sent, s.guard_min_events)
     if is_sns_event(event) or "Records" not in event:
         # SNS → Lambda is an asynchronous invoke: an error (store unavailable) raises, so Lambda retries.
         for record in event.get("Records") or [{"Sns": event}]:
-            _record(process_sns_payload(repos, record["Sns"]))
+            _record(process_sns_payload(repos, record["Sns"], guard))
         return {"batchItemFailures": []}
 
     def record_handler(record: SQSRecord) -> None:
         # Unknown or non-JSON input is acknowledged; StoreUnavailable (retried) and MalformedNotification
         # (poison, kept in the DLQ) fail the record.
-        _record(process_sns_payload(repos, record.body))
+        _record(process_sns_payload(repos, record.body, guard))
 
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

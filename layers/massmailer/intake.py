@@ -98,6 +98,7 @@ class IntakeContext:
     unsubscriber: Unsubscriber | None = None
     exports: Exports | None = None  # recipient exports (massmailer.exports)
     uploads: Uploads | None = None  # the bucket, for their CSV objects' download links
+    guard_defaults: dict[str, float | int] | None = None  # the stage's guard thresholds (Settings)
 
 
 def _request_hash(body: dict[str, Any]) -> str:
@@ -206,6 +207,8 @@ def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_ke
         audience_etag=audience_etag,
         created_at=now,
         send_at=request.send_at,
+        guard={**(ctx.guard_defaults or {}), **(request.guard.model_dump(exclude_none=True) if request.guard else {})}
+        or None,
     )
     if ctx.campaigns.get_campaign(campaign_id) is None:
         ctx.campaigns.put_campaign(campaign)
@@ -422,6 +425,7 @@ def campaign_status(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:
         "last_error": c.last_error,
         "split_done": stored.split_done,
         "counts": stored.counts.model_dump(),
+        "guard": c.guard or ctx.guard_defaults,  # the thresholds the bounce/complaint guard applies
     }
     if status in (CampaignStatus.PAUSED, CampaignStatus.FAILED, CampaignStatus.CANCELLED):
         view["reason"] = c.last_error

@@ -225,6 +225,10 @@ class EnvNames:
     scheduler_role_arn: str = "MM_SCHEDULER_ROLE_ARN"
     schedule_dlq_arn: str = "MM_SCHEDULE_DLQ_ARN"
     stage: str = "MM_STAGE"
+    guard_bounce_rate: str = "MM_GUARD_BOUNCE_RATE"
+    guard_complaint_rate: str = "MM_GUARD_COMPLAINT_RATE"
+    guard_min_sent: str = "MM_GUARD_MIN_SENT"
+    guard_min_events: str = "MM_GUARD_MIN_EVENTS"
 
 
 ENV = EnvNames()

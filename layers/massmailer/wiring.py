@@ -192,6 +192,7 @@ def intake_context() -> IntakeContext:
         unsubscriber=unsubscriber(),
         exports=repos.exports,
         uploads=S3Blobs(client("s3"), s.bucket_name),
+        guard_defaults=s.guard_defaults(),
     )
 
 
