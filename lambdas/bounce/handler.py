@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from massmailer import wiring
 from massmailer.notifications import (
+    DEFAULT_GUARD,
     NotificationReport,
     NotificationStores,
     RateGuard,
@@ -35,11 +36,11 @@ def _record(report: NotificationReport) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(
-    event: dict[str, Any], context: Any, stores: NotificationStores | None = None
+    event: dict[str, Any], context: Any, stores: NotificationStores | None = None, guard: RateGuard | None = None
 ) -> PartialItemFailureResponse:
     repos = stores or wiring.stores()
-    s = wiring.settings()  # the stage's guard; a campaign's own thresholds prevail (notifications)
-    guard = RateGuard(s.guard_bounce_rate, s.guard_complaint_rate, s.guard_min_sent, s.guard_min_events)
+    # The stage's guard (tests passing their stores get the built-in one); a campaign's own prevail.
+    guard = guard or (DEFAULT_GUARD if stores is not None else wiring.rate_guard())
     if is_sns_event(event) or "Records" not in event:
         # SNS → Lambda is an asynchronous invoke: an error (store unavailable) raises, so Lambda retries.
         for record in event.get("Records") or [{"Sns": event}]:

@@ -57,7 +57,10 @@ COLUMNS = (
 )
 PART_SIZE = MIN_PART  # bytes of CSV per uploaded part (S3: ≥ 5 MiB but the last)
 CARRY_MAX = 256 << 10  # rows short of a part handed over in the item (DynamoDB: 400 KB an item)
-HAND_OVER_SECONDS = 60.0  # hand over to a continuation when the invocation has less left than this
+# Hand over to a continuation when the invocation has less left than this: enough to read up to a
+# part's worth of records (≈ 35k, ≈ 350 BatchGetItem calls) and upload it, if the rows since the last
+# part are too many to ride in the item.
+HAND_OVER_SECONDS = 30.0
 LEASE_SECONDS = SPLITTER.timeout_seconds + 30  # a worker's hold on an export: its invocation, at most
 URL_SECONDS = 3600  # a download link's validity (sooner if the signing credentials expire first)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
