@@ -26,6 +26,8 @@ ROUTES = (
     ("GET", "/v1/campaigns"),
     ("GET", "/v1/campaigns/{id}"),
     ("GET", "/v1/campaigns/{id}/recipients"),
+    ("POST", "/v1/campaigns/{id}/recipients/export"),
+    ("GET", "/v1/exports/{id}"),
     ("POST", "/v1/campaigns/{id}/pause"),
     ("POST", "/v1/campaigns/{id}/resume"),
     ("POST", "/v1/campaigns/{id}/cancel"),

@@ -91,6 +91,10 @@ class SendingConfig(_Section):
         default=True,
         description="Publish SES Delivery events so records move to DELIVERED (~$1.6 per 1M emails more)",
     )
+    guard_bounce_rate: float = Field(default=0.05, gt=0, le=1, description="Guard: pause at this bounce rate")
+    guard_complaint_rate: float = Field(default=0.001, gt=0, le=1, description="Guard: pause at this complaint rate")
+    guard_min_sent: int = Field(default=100, ge=1, description="Guard: rates ignored below this many sends")
+    guard_min_events: int = Field(default=3, ge=1, description="Guard: bounces (complaints) behind a rate")
     index_provider_ids: bool = Field(
         default=False,
         description="Index SES message ids (+1 WRU per email); only for identity notifications without tags",
@@ -127,6 +131,10 @@ class SendingConfig(_Section):
             "smtp_starttls": self.smtp_starttls,
             "max_attempts": self.max_attempts,
             "index_provider_ids": self.index_provider_ids,
+            "guard_bounce_rate": self.guard_bounce_rate,
+            "guard_complaint_rate": self.guard_complaint_rate,
+            "guard_min_sent": self.guard_min_sent,
+            "guard_min_events": self.guard_min_events,
         }
         return {field: value for field, value in values.items() if value is not None}
 

@@ -7,7 +7,9 @@ Who may do what:
              (high by default, low on request) and campaigns on the split queue, manage schedules in
              the stage's group (and pass their role), read the signing key.
 * splitter — table read/write, read audiences (under ``audiences/`` only), enqueue on the high/low
-             lanes and the split queue (continuations).
+             lanes and the split queue (continuations); write recipient exports (s3:PutObject and
+             s3:AbortMultipartUpload under ``exports/`` only).
+* ingest also reads ``exports/`` (s3:GetObject only): the download links it presigns carry its rights.
 * sender   — table read/write, consume and re-enqueue (retries) on both lanes, SES
              SendEmail/SendRawEmail for the stage's identity and configuration set, read the SMTP and
              signing secrets.
@@ -130,6 +132,7 @@ class PipelineFunctions(Construct):
             wildcard_resource(self, scheduler.schedules_arn),
         )
         secrets.signing_key.grant_read(ingest.function)  # verifies unsubscribe tokens
+        self._grant_exports(ingest, "ReadRecipientExports", ("s3:GetObject",), "presigns download links")
 
     def _grant_splitter(self, queues: WorkQueues) -> None:
         self._grant_bucket_read(
@@ -137,6 +140,12 @@ class PipelineFunctions(Construct):
         )
         for queue in (queues.high, queues.low, queues.split):  # batches on the lanes, continuations
             queue.grant_send_messages(self.splitter.function)
+        self._grant_exports(
+            self.splitter,
+            "WriteRecipientExports",
+            ("s3:PutObject", "s3:AbortMultipartUpload"),
+            "writes CSV exports by multipart upload",
+        )
 
     def _grant_sender(
         self, queues: WorkQueues, secrets: MailSecrets, ses: SesEventPublishing, ses_identity: str
@@ -157,6 +166,16 @@ class PipelineFunctions(Construct):
         secrets.smtp.grant_read(sender.function)
         secrets.signing_key.grant_read(sender.function)  # signs List-Unsubscribe tokens
         self._grant_bucket_read(sender, "attachments matched by file name", spec.ATTACHMENT_PREFIX)
+
+    def _grant_exports(self, fn: MailerFunction, sid: str, actions: tuple[str, ...], purpose: str) -> None:
+        """Exactly ``actions`` on the objects under ``exports/`` of the data bucket (S3-managed keys)."""
+        objects = self._storage.bucket.arn_for_objects(f"{spec.EXPORT_PREFIX}*")
+        fn.function.add_to_role_policy(iam.PolicyStatement(sid=sid, actions=list(actions), resources=[objects]))
+        fn.acknowledge_wildcards(
+            f"The function {purpose}: object keys under {spec.EXPORT_PREFIX} of the one data bucket are "
+            "chosen at run time (one per export).",
+            wildcard_resource(self, objects),
+        )
 
     def _grant_table(self, fn: MailerFunction) -> None:
         table = self._storage.table

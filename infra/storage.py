@@ -99,3 +99,5 @@ class Storage(Construct):
             lifecycle_rule=s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1)),
             access_logs=self.access_log_bucket,
         )
+        # Recipient exports are downloads, not records: they go after a week (their items' TTL too).
+        self.bucket.add_lifecycle_rule(prefix=spec.EXPORT_PREFIX, expiration=Duration.days(spec.EXPORT_RETENTION_DAYS))

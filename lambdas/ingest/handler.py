@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from massmailer import intake, wiring
 from massmailer.errors import TemplateError
+from massmailer.exports import ExportRecipientsRequest
 from massmailer.lifecycle import TransitionNotAllowed
 from massmailer.models import CampaignRequest, ResumeRequest, SendRequest
 from massmailer.queues import QueueUnavailable
@@ -73,6 +74,25 @@ def campaign_recipients(campaign_id: str) -> dict[str, Any]:
     return intake.campaign_recipients(
         _context(), campaign_id, query.get("status"), query.get("limit"), query.get("cursor")
     )
+
+
+@app.post("/v1/campaigns/<campaign_id>/recipients/export")
+def export_recipients(campaign_id: str) -> Response[dict[str, Any]]:
+    body = app.current_event.body
+    try:
+        request = ExportRecipientsRequest.model_validate_json(body) if body and body.strip() else None
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            return _error(400, "request body is not valid JSON")
+        errors = [{"field": ".".join(map(str, e["loc"])) or "body", "reason": e["msg"]} for e in exc.errors()]
+        return _error(422, "request body is invalid", errors)
+    answer = intake.export_recipients(_context(), campaign_id, request.status if request else None)
+    return Response(202, content_types.APPLICATION_JSON, answer)
+
+
+@app.get("/v1/exports/<export_id>")
+def get_export(export_id: str) -> dict[str, Any]:
+    return intake.export_status(_context(), export_id)
 
 
 @app.post("/v1/campaigns/<campaign_id>/pause")
@@ -156,6 +176,11 @@ def _unusable_audience(exc: intake.UnusableAudience) -> Response:
 
 @app.exception_handler(TransitionNotAllowed)
 def _not_allowed(exc: TransitionNotAllowed) -> Response:
+    return _error(409, str(exc))
+
+
+@app.exception_handler(intake.NotExportable)
+def _not_exportable(exc: intake.NotExportable) -> Response:
     return _error(409, str(exc))
 
 

@@ -1,4 +1,5 @@
-"""splitter λ: one campaign (or one continuation) per split-queue message → batches of ≤50 on its lane.
+"""splitter λ: one campaign (or one continuation) per split-queue message → batches of ≤50 on its lane;
+and the recipients exports (``{"kind": "export"}`` messages on the same queue → a CSV in the bucket).
 
 The audience is the campaign's object in the bucket — CSV or JSONL by its extension — streamed from
 the campaign's checkpoint (a byte offset; a CSV header is re-read first). Near the time limit the
@@ -17,6 +18,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from massmailer import wiring
+from massmailer.exports import ExportContext, ExportRequest, run_export
 from massmailer.models import SplitRequest
 from massmailer.splitting import SplitterContext, split_campaign
 
@@ -25,10 +27,20 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any, ctx: SplitterContext | None = None) -> PartialItemFailureResponse:
-    splitter = ctx or wiring.splitter_context(time_left=lambda: context.get_remaining_time_in_millis() / 1000)
+def handler(
+    event: dict[str, Any], context: Any, ctx: SplitterContext | None = None, exporter: ExportContext | None = None
+) -> PartialItemFailureResponse:
+    def time_left() -> float:
+        return float(context.get_remaining_time_in_millis()) / 1000
+
+    splitter = ctx or wiring.splitter_context(time_left=time_left)
 
     def record_handler(record: SQSRecord) -> None:
+        if record.json_body.get("kind") == "export":  # a recipients export (massmailer.exports)
+            request = ExportRequest.model_validate_json(record.body)
+            result = run_export(exporter or wiring.export_context(time_left), request.export_id)
+            logger.info("export", extra={"export_id": request.export_id, **result.__dict__})
+            return
         report = split_campaign(splitter, SplitRequest.model_validate_json(record.body))
         logger.info("split", extra={"campaign_id": record.json_body.get("campaign_id"), **report.counts})
 

@@ -51,6 +51,20 @@ class Blobs(Protocol):
     def blocks(self, key: str, start: int = 0, if_match: str | None = None) -> Iterator[tuple[bytes, int]]: ...
 
 
+class Uploads(Protocol):
+    """Writing a large object in parts (S3 multipart upload: every part but the last ≥ 5 MiB), so the
+    writer holds one part at a time; and a time-limited GET link to an object (a presigned URL)."""
+
+    def start_upload(self, key: str, content_type: str) -> str: ...
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str: ...
+    def complete_upload(self, key: str, upload_id: str, parts: list[dict[str, Any]]) -> None: ...
+    def abort_upload(self, key: str, upload_id: str) -> None: ...
+    def download_url(self, key: str, expires_seconds: int, filename: str) -> str: ...
+
+
+MIN_PART = 5 << 20  # S3's smallest part but the last
+
+
 class S3Blobs:
     """S3 adapter: ``head`` is one ranged GET, ``blocks`` streams a ranged GET from a byte offset."""
 
@@ -98,6 +112,55 @@ class S3Blobs:
         if response is False:
             raise StoreUnavailable(f"get {key}: the object does not exist")
         yield from line_blocks(response["Body"].iter_chunks(chunk_size=READ_SIZE), start)
+
+    def start_upload(self, key: str, content_type: str) -> str:
+        try:
+            response = self._client.create_multipart_upload(Bucket=self._bucket, Key=key, ContentType=content_type)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"start upload {key}: {exc}") from exc
+        return str(response["UploadId"])
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        """The part's ETag (what ``complete_upload`` names it by)."""
+        try:
+            response = self._client.upload_part(
+                Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"upload part {number} of {key}: {exc}") from exc
+        return str(response["ETag"])
+
+    def complete_upload(self, key: str, upload_id: str, parts: list[dict[str, Any]]) -> None:
+        """``parts``: ``[{"n": number, "etag": …}]`` in order."""
+        try:
+            self._client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": int(p["n"]), "ETag": str(p["etag"])} for p in parts]},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"complete upload {key}: {exc}") from exc
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            self._client.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(f"abort upload {key}: {exc}") from exc
+
+    def download_url(self, key: str, expires_seconds: int, filename: str) -> str:
+        """A presigned GET of ``key``, valid ``expires_seconds`` (signed locally: no request made)."""
+        return str(
+            self._client.generate_presigned_url(
+                "get_object",
+                Params={
+                    "Bucket": self._bucket,
+                    "Key": key,
+                    "ResponseContentDisposition": f'attachment; filename="{filename}"',
+                },
+                ExpiresIn=expires_seconds,
+            )
+        )
 
     def _get(self, key: str, byte_range: str | None, if_match: str | None) -> Any:
         """GetObject; None for an unsatisfiable range, False for a missing object."""

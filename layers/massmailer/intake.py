@@ -21,10 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+<<<<<<< HEAD
 from massmailer import unsubscribe as unsubscribe_pages
 from massmailer.addresses import identity_digest
+=======
+from massmailer import exports, recipients
+>>>>>>> export
 from massmailer.audiences import AudienceError, open_audience
-from massmailer.blobs import Blobs
+from massmailer.blobs import Blobs, Uploads
 from massmailer.lifecycle import MOVES, Action, Actor, TransitionNotAllowed, UnknownCampaign, check
 from massmailer.models import (
     BatchMessage,
@@ -44,8 +48,21 @@ from massmailer.rendering import compile_content
 from massmailer.schedules import Schedules
 from massmailer.spec import AUDIENCE_PREFIX, SPLIT_QUEUE
 from massmailer.splitting import audience_jsonl
+<<<<<<< HEAD
 from massmailer.store import Campaigns, CampaignSummary, IdempotencyKeys, Messages, StoredCampaign, Suppressions
 from massmailer.unsubscribe import Unsubscriber
+=======
+from massmailer.store import (
+    Campaigns,
+    CampaignSummary,
+    Exports,
+    IdempotencyKeys,
+    Messages,
+    StoredCampaign,
+    Suppressions,
+)
+from massmailer.unsubscribe import InvalidToken, Unsubscriber
+>>>>>>> export
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +87,10 @@ class InvalidQuery(Exception):
         self.field, self.reason = field, reason
 
 
+class NotExportable(Exception):
+    """A campaign with nothing split yet (SCHEDULED) has no recipients to export (409)."""
+
+
 class AcknowledgementRequired(Exception):
     """Resuming a campaign the guard paused needs ``{"acknowledge": <its cause>}`` (422, that field)."""
 
@@ -85,6 +106,9 @@ class IntakeContext:
     schedules: Schedules | None
     from_address: str
     unsubscriber: Unsubscriber | None = None
+    exports: Exports | None = None  # recipient exports (massmailer.exports)
+    uploads: Uploads | None = None  # the bucket, for their CSV objects' download links
+    guard_defaults: dict[str, float | int] | None = None  # the stage's guard thresholds (Settings)
 
 
 def _request_hash(body: dict[str, Any]) -> str:
@@ -193,6 +217,8 @@ def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_ke
         audience_etag=audience_etag,
         created_at=now,
         send_at=request.send_at,
+        guard={**(ctx.guard_defaults or {}), **(request.guard.model_dump(exclude_none=True) if request.guard else {})}
+        or None,
     )
     if ctx.campaigns.get_campaign(campaign_id) is None:
         ctx.campaigns.put_campaign(campaign)
@@ -220,6 +246,8 @@ def message_status(ctx: IntakeContext, message_id: str) -> dict[str, Any]:
     fields = MessageRecord.model_fields
     record = {k: item.get(k, None if fields[k].is_required() else fields[k].default) for k in fields if k != "email"}
     record["lane"] = record.get("lane") or Lane.HIGH.value
+    for name in recipients.TIME_FIELDS:
+        record[name] = recipients.api_time(record.get(name))
     return record
 
 
@@ -326,7 +354,16 @@ def list_campaigns(
 
 
 RECIPIENTS_BUDGET = 1000  # recipients examined per request at most, however few match the filter
-_RECORD_FIELDS = tuple(MessageRecord.model_fields)
+
+
+def recipient_status(status: str | None) -> Status | None:
+    """A ``status`` filter on recipients (any case), else 422 naming it."""
+    if status is None:
+        return None
+    try:
+        return Status(status.upper())
+    except ValueError:
+        raise InvalidQuery("status", f"must be one of {', '.join(s.value for s in Status)}") from None
 
 
 def campaign_recipients(
@@ -337,46 +374,49 @@ def campaign_recipients(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """``GET /v1/campaigns/{id}/recipients``: every recipient the split queued or suppressed, in
-    audience order, with its record (a recipient no sender has reached yet is QUEUED, one suppressed
-    at the split SUPPRESSED). The split writes each chunk's identities (a roster) to the campaign's
-    partition; a page reads rosters from the cursor on, derives the message ids and batch-reads the
-    records. At most ``RECIPIENTS_BUDGET`` recipients are examined per request, so a page filtered by
-    a rare status may be short (even empty) and still carry a cursor."""
+    audience order, with its record (``massmailer.recipients.walk``). At most ``RECIPIENTS_BUDGET``
+    recipients are examined per request, so a page filtered by a rare status may be short (even
+    empty) and still carry a cursor."""
     if ctx.campaigns.status_of(campaign_id) is None:
         raise NotFound(f"campaign {campaign_id} not found")
     size = _limit(limit)
-    wanted: Status | None = None
-    if status is not None:
-        try:
-            wanted = Status(status.upper())
-        except ValueError:
-            raise InvalidQuery("status", f"must be one of {', '.join(s.value for s in Status)}") from None
+    wanted = recipient_status(status)
     position = _decode_cursor(cursor, {"r": int, "i": int}) if cursor else {"r": 0, "i": 0}
-    start, index = int(position["r"]), int(position["i"])
+    at = recipients.Position(int(position["r"]), int(position["i"]))
     items: list[dict[str, Any]] = []
-    examined = 0
-    while len(items) < size and examined < RECIPIENTS_BUDGET:
-        rosters = ctx.campaigns.rosters(campaign_id, start, limit=1)
-        if not rosters:
+    walked = recipients.walk(ctx.campaigns, ctx.messages, campaign_id, wanted, at, RECIPIENTS_BUDGET, size)
+    for item, after in walked:
+        at = after
+        if item is not None:
+            items.append(item)
+            if len(items) == size:
+                break
+    else:  # the budget ran out, or the rosters did
+        if not ctx.campaigns.rosters(campaign_id, at.roster, limit=1):
             return {"items": items, "next_cursor": None}
-        roster = rosters[0]
-        if roster.start != start:
-            start, index = roster.start, 0
-        take = roster.identities[index : index + min(size - len(items), RECIPIENTS_BUDGET - examined)]
-        ids = [f"{campaign_id}.{identity_digest(i)}" for i in take]
-        records = ctx.messages.get_messages([m for m, i in zip(ids, take, strict=True) if i not in roster.suppressed])
-        for message_id, identity in zip(ids, take, strict=True):
-            if identity in roster.suppressed:
-                record: dict[str, Any] = {"message_id": message_id, "email": identity, "status": "SUPPRESSED"}
-            else:
-                record = records.get(message_id) or {"message_id": message_id, "email": identity, "status": "QUEUED"}
-            if wanted is None or record.get("status") == wanted.value:
-                items.append({name: record.get(name) for name in _RECORD_FIELDS})
-        examined += len(take)
-        index += len(take)
-        if index >= len(roster.identities):
-            start, index = roster.start + 1, 0
-    return {"items": items, "next_cursor": _encode_cursor({"r": start, "i": index})}
+    return {"items": items, "next_cursor": _encode_cursor({"r": at.roster, "i": at.index})}
+
+
+def export_recipients(ctx: IntakeContext, campaign_id: str, status: str | None = None) -> dict[str, Any]:
+    """``POST /v1/campaigns/{id}/recipients/export``: a PENDING export the splitter function runs."""
+    if ctx.exports is None:
+        raise RuntimeError("recipient exports are not configured")
+    wanted = recipient_status(status)
+    current = ctx.campaigns.status_of(campaign_id)
+    if current is None:
+        raise NotFound(f"campaign {campaign_id} not found")
+    if current == CampaignStatus.SCHEDULED:
+        raise NotExportable(f"campaign {campaign_id} is SCHEDULED: no recipient is split before send_at")
+    job = exports.new_export(ctx.campaigns, ctx.exports, ctx.queue, campaign_id, wanted, datetime.now(UTC).timestamp())
+    return exports.view(job)
+
+
+def export_status(ctx: IntakeContext, export_id: str) -> dict[str, Any]:
+    """``GET /v1/exports/{id}``: status, rows; once DONE a presigned URL (``exports.URL_SECONDS``)."""
+    job = ctx.exports.get(export_id) if ctx.exports is not None else None
+    if job is None:
+        raise NotFound(f"export {export_id} not found")
+    return exports.view(job, ctx.uploads)
 
 
 def campaign_status(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:
@@ -390,11 +430,12 @@ def campaign_status(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:
         "name": c.name,
         "status": status.value,
         "lane": c.lane.value,
-        "created_at": c.created_at.isoformat(),
-        "send_at": c.send_at.isoformat() if c.send_at else None,
+        "created_at": _utc(c.created_at),
+        "send_at": _utc(c.send_at) if c.send_at else None,
         "last_error": c.last_error,
         "split_done": stored.split_done,
         "counts": stored.counts.model_dump(),
+        "guard": c.guard or ctx.guard_defaults,  # the thresholds the bounce/complaint guard applies
     }
     if status in (CampaignStatus.PAUSED, CampaignStatus.FAILED, CampaignStatus.CANCELLED):
         view["reason"] = c.last_error

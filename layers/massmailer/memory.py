@@ -10,8 +10,9 @@ import hashlib
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from typing import Any
 
-from massmailer.blobs import READ_SIZE, BlobHead, ObjectChanged, ObjectTooLarge, line_blocks
+from massmailer.blobs import MIN_PART, READ_SIZE, BlobHead, ObjectChanged, ObjectTooLarge, line_blocks
 
 
 class InMemoryQueue:
@@ -40,6 +41,7 @@ class InMemoryBlobs:
     def __init__(self, read_size: int = READ_SIZE) -> None:
         self.objects: dict[str, bytes] = {}
         self.read_size = read_size
+        self.uploads: dict[str, dict[int, bytes]] = {}  # upload id → its parts so far
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.objects[key] = data
@@ -64,6 +66,29 @@ class InMemoryBlobs:
         self._check(key, if_match)
         data, size = self.objects[key], self.read_size
         yield from line_blocks((data[i : i + size] for i in range(start, len(data), size)), start)
+
+    def start_upload(self, key: str, content_type: str) -> str:
+        upload_id = f"upload-{len(self.uploads) + 1}"
+        self.uploads[upload_id] = {}
+        return upload_id
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        self.uploads[upload_id][number] = bytes(data)
+        return '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
+
+    def complete_upload(self, key: str, upload_id: str, parts: list[dict[str, Any]]) -> None:
+        stored = self.uploads.pop(upload_id)
+        numbers = [int(p["n"]) for p in parts]
+        for number, data in stored.items():
+            if number in numbers[:-1] and len(data) < MIN_PART:
+                raise ValueError(f"part {number} is under S3's 5 MiB minimum")
+        self.objects[key] = b"".join(stored[n] for n in numbers)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        self.uploads.pop(upload_id, None)
+
+    def download_url(self, key: str, expires_seconds: int, filename: str) -> str:
+        return f"memory://{key}?expires={expires_seconds}"
 
     def _check(self, key: str, if_match: str | None) -> None:
         if if_match and self.etag(key) != if_match:

@@ -197,6 +197,7 @@ class CampaignRequest(Content):
     audience: list[AudienceMember] | None = Field(default=None, min_length=1, max_length=100_000)
     audience_object: AudienceObjectKey | None = None
     priority: Lane = Lane.LOW
+    guard: GuardThresholds | None = None  # the bounce/complaint guard, per campaign
     send_at: datetime | None = None
     from_address: EmailAddress | None = Field(default=None, alias="from")
     from_name: HeaderText | None = None
@@ -217,6 +218,15 @@ class CampaignRequest(Content):
         if (self.audience is None) == (self.audience_object is None):
             raise ValueError("give exactly one of 'audience' (inline list) or 'audience_object' (key in the bucket)")
         return self
+
+
+class GuardThresholds(_Strict):
+    """A campaign's own bounce/complaint guard thresholds (any left out: the stage's default)."""
+
+    bounce_rate: float | None = Field(default=None, gt=0, le=1)
+    complaint_rate: float | None = Field(default=None, gt=0, le=1)
+    min_sent: int | None = Field(default=None, ge=1)
+    min_events: int | None = Field(default=None, ge=1)
 
 
 class ResumeRequest(_Strict):
@@ -242,6 +252,7 @@ class Campaign(BaseModel):
     audience_etag: str | None = None  # the ETag it had when the campaign was accepted (None: written by us)
     created_at: datetime
     send_at: datetime | None = None
+    guard: dict[str, float | int] | None = None  # the guard's effective thresholds (stage defaults + request)
     last_error: str | None = None
 
 

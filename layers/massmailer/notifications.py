@@ -653,6 +653,8 @@ def pause_campaign_over_threshold(campaigns: Campaigns, campaign_id: str, guard:
     move = MOVES[Action.AUTO_PAUSE]
     if stored is None or stored.campaign.status not in move.sources:
         return None
+    if stored.campaign.guard:  # the campaign's own thresholds (its request's, over the stage's then)
+        guard = RateGuard(**{**guard.__dict__, **stored.campaign.guard})
     counts = guarded_counts(stored)
     found = guard.cause(counts)
     if found is None:

@@ -49,6 +49,11 @@ class Settings(BaseModel):
     schedule_group: str | None = None
     scheduler_role_arn: str | None = None
     schedule_dlq_arn: str | None = None  # where Scheduler puts a schedule it could not deliver
+    # The bounce/complaint guard's stage defaults (a campaign's request may set its own):
+    guard_bounce_rate: float = Field(default=0.05, gt=0, le=1)
+    guard_complaint_rate: float = Field(default=0.001, gt=0, le=1)
+    guard_min_sent: int = Field(default=100, ge=1)
+    guard_min_events: int = Field(default=3, ge=1)
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -89,9 +94,22 @@ class Settings(BaseModel):
             "schedule_group": ENV.schedule_group,
             "scheduler_role_arn": ENV.scheduler_role_arn,
             "schedule_dlq_arn": ENV.schedule_dlq_arn,
+            "guard_bounce_rate": ENV.guard_bounce_rate,
+            "guard_complaint_rate": ENV.guard_complaint_rate,
+            "guard_min_sent": ENV.guard_min_sent,
+            "guard_min_events": ENV.guard_min_events,
         }
         values = {field: env[name] for field, name in mapping.items() if env.get(name)}
         return cls.model_validate(values)
+
+    def guard_defaults(self) -> dict[str, float | int]:
+        """The stage's guard thresholds, named as in a campaign request's ``guard``."""
+        return {
+            "bounce_rate": self.guard_bounce_rate,
+            "complaint_rate": self.guard_complaint_rate,
+            "min_sent": self.guard_min_sent,
+            "min_events": self.guard_min_events,
+        }
 
     def lane_url(self, lane: str) -> str:
         return self.high_queue_url if lane == "high" else self.low_queue_url

@@ -25,6 +25,8 @@ SQS_MAX_DELAY_SECONDS = 900
 SUPPRESSION_RECHECK_SECONDS = 600
 ATTACHMENT_PREFIX = "attachments/"  # bucket prefix where attachments are matched by file name
 AUDIENCE_PREFIX = "audiences/"  # bucket prefix of campaign audiences
+EXPORT_PREFIX = "exports/"  # bucket prefix of recipient exports (CSV), expired after EXPORT_RETENTION_DAYS
+EXPORT_RETENTION_DAYS = 7
 AUDIENCE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}  # by the object key's extension
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # all attachments of one email together (SES allows 40 MB raw)
 
@@ -223,6 +225,10 @@ class EnvNames:
     scheduler_role_arn: str = "MM_SCHEDULER_ROLE_ARN"
     schedule_dlq_arn: str = "MM_SCHEDULE_DLQ_ARN"
     stage: str = "MM_STAGE"
+    guard_bounce_rate: str = "MM_GUARD_BOUNCE_RATE"
+    guard_complaint_rate: str = "MM_GUARD_COMPLAINT_RATE"
+    guard_min_sent: str = "MM_GUARD_MIN_SENT"
+    guard_min_events: str = "MM_GUARD_MIN_EVENTS"
 
 
 ENV = EnvNames()

@@ -19,7 +19,9 @@ from botocore.config import Config
 
 from massmailer.attachments import AttachmentResolver
 from massmailer.blobs import S3Blobs
+from massmailer.exports import ExportContext
 from massmailer.intake import IntakeContext
+from massmailer.notifications import RateGuard
 from massmailer.providers.chain import ProviderChain
 from massmailer.providers.ses import SesProvider
 from massmailer.providers.smtp import SmtpConfig, SmtpProvider
@@ -145,6 +147,13 @@ def sender_context() -> SenderContext:
     )
 
 
+@cache
+def rate_guard() -> RateGuard:
+    """The bounce/complaint guard with the stage's thresholds (a campaign's own prevail)."""
+    s = settings()
+    return RateGuard(s.guard_bounce_rate, s.guard_complaint_rate, s.guard_min_sent, s.guard_min_events)
+
+
 def splitter_context(time_left: Callable[[], float]) -> SplitterContext:
     s = settings()
     repos = stores()
@@ -191,10 +200,26 @@ def intake_context() -> IntakeContext:
         schedules=schedules,
         from_address=s.from_address,
         unsubscriber=unsubscriber(),
+        exports=repos.exports,
+        uploads=S3Blobs(client("s3"), s.bucket_name),
+        guard_defaults=s.guard_defaults(),
+    )
+
+
+def export_context(time_left: Callable[[], float]) -> ExportContext:
+    s = settings()
+    repos = stores()
+    return ExportContext(
+        campaigns=repos.campaigns,
+        messages=repos.messages,
+        exports=repos.exports,
+        queue=_queue(),
+        blobs=S3Blobs(client("s3"), s.bucket_name),
+        time_left=time_left,
     )
 
 
 def reset() -> None:
     """Forget every cached adapter (tests and the local runtime change the environment)."""
-    for fn in (settings, client, stores, _secret, provider_chain, sender_context, intake_context):
+    for fn in (settings, client, stores, _secret, provider_chain, sender_context, intake_context, rate_guard):
         fn.cache_clear()

@@ -191,12 +191,16 @@ def test_only_the_sender_may_send_mail_and_only_as_the_stage_identity(synth: Syn
 
 
 @pytest.mark.parametrize(
-    ("function_spec", "prefix"),
-    [(spec.INGEST, spec.AUDIENCE_PREFIX), (spec.SPLITTER, spec.AUDIENCE_PREFIX), (spec.SENDER, spec.ATTACHMENT_PREFIX)],
-    ids=lambda v: v.name if isinstance(v, spec.FunctionSpec) else v,
+    ("function_spec", "prefixes"),
+    [
+        (spec.INGEST, (spec.AUDIENCE_PREFIX, spec.EXPORT_PREFIX)),
+        (spec.SPLITTER, (spec.AUDIENCE_PREFIX,)),
+        (spec.SENDER, (spec.ATTACHMENT_PREFIX,)),
+    ],
+    ids=lambda v: v.name if isinstance(v, spec.FunctionSpec) else "+".join(v),
 )
 def test_bucket_reads_are_limited_to_the_prefix_each_function_needs(
-    synth: Synthesized, function_spec: spec.FunctionSpec, prefix: str
+    synth: Synthesized, function_spec: spec.FunctionSpec, prefixes: tuple[str, ...]
 ) -> None:
     reads = [
         s for s in _statements(synth, function_spec.name) if any(a.startswith("s3:GetObject") for a in _actions(s))
@@ -205,7 +209,37 @@ def test_bucket_reads_are_limited_to_the_prefix_each_function_needs(
     for statement in reads:
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         objects = [json.dumps(r) for r in resources if "/" in json.dumps(r)]
-        assert objects and all(f"/{prefix}*" in r for r in objects), (function_spec.name, objects)
+        assert objects and all(any(f"/{p}*" in r for p in prefixes) for r in objects), (function_spec.name, objects)
+
+
+def test_exports_are_written_only_by_the_splitter_and_read_only_by_ingest_under_their_prefix(
+    synth: Synthesized,
+) -> None:
+    def on_exports(function_name: str) -> list[tuple[set[str], str]]:
+        return [
+            (_actions(s), json.dumps(s["Resource"]))
+            for s in _statements(synth, function_name)
+            if f"/{spec.EXPORT_PREFIX}" in json.dumps(s["Resource"])
+        ]
+
+    assert on_exports(spec.SPLITTER.name) == [
+        ({"s3:PutObject", "s3:AbortMultipartUpload"}, on_exports(spec.SPLITTER.name)[0][1])
+    ]
+    assert [a for a, _ in on_exports(spec.INGEST.name)] == [{"s3:GetObject"}]
+    assert on_exports(spec.SENDER.name) == [] and on_exports(spec.BOUNCE.name) == []
+    for function_spec in spec.FUNCTIONS:
+        puts = [s for s in _statements(synth, function_spec.name) if "s3:PutObject" in _actions(s)]
+        for statement in puts:
+            resource = json.dumps(statement["Resource"])
+            assert f"/{spec.EXPORT_PREFIX}*" in resource or f"/{spec.AUDIENCE_PREFIX}*" in resource, resource
+    rules = synth.of_type("AWS::S3::Bucket")
+    expiring = [
+        r
+        for b in rules.values()
+        for r in b["Properties"].get("LifecycleConfiguration", {}).get("Rules", [])
+        if r.get("Prefix") == spec.EXPORT_PREFIX
+    ]
+    assert [r["ExpirationInDays"] for r in expiring] == [spec.EXPORT_RETENTION_DAYS]
 
 
 def test_only_ingest_manages_schedules_of_the_stage_group(synth: Synthesized) -> None:

@@ -8,6 +8,7 @@ contract against both). Key builders and the table layout: ``massmailer.store.ke
 module              port              DynamoDB             in memory                 items
 ==================  ================  ===================  ========================  ============
 campaigns           Campaigns         DynamoCampaigns      InMemoryCampaigns         META, CONTENT, CARD, PARKED#, RCPT#
+exports             Exports           DynamoExports        InMemoryExports           EXPORT
 messages            Messages          DynamoMessages       InMemoryMessages          MSG (+ GSI1)
 suppressions        Suppressions      DynamoSuppressions   InMemorySuppressions      SUPP
 idempotency         IdempotencyKeys   DynamoIdempotency…   InMemoryIdempotencyKeys   IDEMP
@@ -34,6 +35,7 @@ from massmailer.store.campaigns import (
     StoredCampaign,
 )
 from massmailer.store.dynamo import Clock, StoreUnavailable
+from massmailer.store.exports import DynamoExports, Exports, InMemoryExports
 from massmailer.store.idempotency import DynamoIdempotencyKeys, IdempotencyKeys, InMemoryIdempotencyKeys
 from massmailer.store.markers import DynamoMarkers, InMemoryMarkers, Markers
 from massmailer.store.memory import Meter
@@ -47,6 +49,7 @@ __all__ = [
     "CampaignSummary",
     "Campaigns",
     "Claim",
+    "Exports",
     "IdempotencyKeys",
     "InMemoryStores",
     "Markers",
@@ -71,6 +74,7 @@ class Stores:
     idempotency: IdempotencyKeys
     shared_state: SharedState
     markers: Markers
+    exports: Exports
 
     @staticmethod
     def dynamo(table: Any, clock: Clock = time.time, *, index_provider_ids: bool = False) -> Stores:
@@ -82,6 +86,7 @@ class Stores:
             idempotency=DynamoIdempotencyKeys(table, clock),
             shared_state=DynamoSharedState(table, clock),
             markers=DynamoMarkers(table, clock),
+            exports=DynamoExports(table, clock),
         )
 
     @staticmethod
@@ -99,6 +104,7 @@ class InMemoryStores(Stores):
     idempotency: InMemoryIdempotencyKeys
     shared_state: InMemorySharedState
     markers: InMemoryMarkers
+    exports: InMemoryExports
     meter: Meter
 
     @staticmethod
@@ -112,6 +118,7 @@ class InMemoryStores(Stores):
             idempotency=InMemoryIdempotencyKeys(clock, meter),
             shared_state=InMemorySharedState(clock, meter),
             markers=markers,
+            exports=InMemoryExports(clock, meter),
             meter=meter,
         )
 

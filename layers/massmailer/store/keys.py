@@ -10,6 +10,7 @@ campaign content       CAMPAIGN#<id>         CONTENT the campaign document (temp
 campaign card          CAMPAIGN#<id>         CARD    name, created, send_at; GSI1PK=CAMPAIGNS (the list)
 parked batch           CAMPAIGN#<id>         PARKED# a batch that arrived while paused (#<queue msg id>)
 campaign roster        CAMPAIGN#<id>         RCPT#   one split chunk's recipients (#<chunk start, 24 digits>)
+recipient export       EXPORT#<id>           EXPORT  status, lease, multipart upload checkpoint, TTL 7 days
 message record         MSG#<message_id>      MSG     status, attempts, lease; GSI1PK=PMID#<id> (opt-in)
 suppression            SUPP#<address key>    SUPP    reason, details
 suppressed since       SUPPSINCE#<UTC hour>  <ms>#   + the address key: suppressions by time, TTL 1 day
@@ -23,7 +24,7 @@ breaker state          BREAKER#<provider>    STATE   a circuit breaker's state, 
 
 Repositories (one module each): ``campaigns`` (META + CONTENT; ``count_batch`` also writes the
 COUNTED marker in the same transaction), ``messages`` (MSG and the GSI1 provider index),
-``suppressions`` (SUPP), ``idempotency`` (IDEMP), ``provider_state`` (W# and STATE), ``markers``
+``exports`` (EXPORT), ``suppressions`` (SUPP), ``idempotency`` (IDEMP), ``provider_state`` (W# and STATE), ``markers``
 (EVT and reading COUNTED).
 """
 
@@ -92,6 +93,11 @@ def roster_key(campaign_id: str, start: int) -> dict[str, str]:
     """The recipients of the split chunk that began at checkpoint ``start``, in the campaign's
     partition: listed in audience order by one Query (``GET /v1/campaigns/{id}/recipients``)."""
     return {PK: campaign_partition(campaign_id), SK: roster_sort_key(start)}
+
+
+def export_key(export_id: str) -> dict[str, str]:
+    """A recipients export (``massmailer.exports``): its own partition, read by id alone."""
+    return {PK: f"EXPORT#{export_id}", SK: "EXPORT"}
 
 
 def message_key(message_id: str) -> dict[str, str]:
