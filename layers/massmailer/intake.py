@@ -21,12 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-<<<<<<< HEAD
-from massmailer import unsubscribe as unsubscribe_pages
-from massmailer.addresses import identity_digest
-=======
 from massmailer import exports, recipients
->>>>>>> export
+from massmailer import unsubscribe as unsubscribe_pages
 from massmailer.audiences import AudienceError, open_audience
 from massmailer.blobs import Blobs, Uploads
 from massmailer.lifecycle import MOVES, Action, Actor, TransitionNotAllowed, UnknownCampaign, check
@@ -48,10 +44,6 @@ from massmailer.rendering import compile_content
 from massmailer.schedules import Schedules
 from massmailer.spec import AUDIENCE_PREFIX, SPLIT_QUEUE
 from massmailer.splitting import audience_jsonl
-<<<<<<< HEAD
-from massmailer.store import Campaigns, CampaignSummary, IdempotencyKeys, Messages, StoredCampaign, Suppressions
-from massmailer.unsubscribe import Unsubscriber
-=======
 from massmailer.store import (
     Campaigns,
     CampaignSummary,
@@ -61,8 +53,7 @@ from massmailer.store import (
     StoredCampaign,
     Suppressions,
 )
-from massmailer.unsubscribe import InvalidToken, Unsubscriber
->>>>>>> export
+from massmailer.unsubscribe import Unsubscriber
 
 logger = logging.getLogger(__name__)
 
