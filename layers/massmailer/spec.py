@@ -213,6 +213,7 @@ class EnvNames:
     unsubscribe_base_url: str = "MM_UNSUBSCRIBE_BASE_URL"
     unsubscribe_mailto: str = "MM_UNSUBSCRIBE_MAILTO"
     max_attempts: str = "MM_MAX_ATTEMPTS"
+    maybe_sent_window: str = "MM_MAYBE_SENT_WINDOW"
     ses_max_rate: str = "MM_SES_MAX_RATE"
     smtp_max_rate: str = "MM_SMTP_MAX_RATE"
     high_lane_reserve: str = "MM_HIGH_LANE_RESERVE"
