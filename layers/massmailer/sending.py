@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 import uuid
 from collections import Counter
@@ -577,6 +578,9 @@ def _record_sent(
             time.sleep(0.05 * attempt)
 
 
+_ADDRESS = re.compile(r"[^\s<>@:;,\"']+@[^\s<>@:;,\"']+")
+
+
 def _handle_send_error(ctx: SenderContext, recipient: BatchRecipient, token: str, exc: SendError) -> _Result:
     messages = ctx.messages
     logger.warning(
@@ -584,7 +588,7 @@ def _handle_send_error(ctx: SenderContext, recipient: BatchRecipient, token: str
         extra={
             "message_id": recipient.message_id,
             "to": mask_address(recipient.email),
-            "error": exc.describe(),
+            "error": _ADDRESS.sub(lambda m: mask_address(m.group()), exc.describe()),  # relays echo addresses
         },
     )
     if isinstance(exc, UnknownOutcome):

@@ -4,6 +4,7 @@ when every provider refuses; the README renders the same table."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -319,3 +320,16 @@ def test_ses_message_rejected_is_not_a_bounce_the_relay_carries_the_mail(
         report = send_batch(ctx, _batch(1))
     assert report.outcomes == {"sent": 1} and len(accepting.received) == 1
     assert not ctx.suppressions.is_suppressed("u0@example.com")
+
+
+def test_a_reply_echoing_the_address_is_logged_masked(
+    relay: tuple[Relay, Controller], caplog: pytest.LogCaptureFixture
+) -> None:
+    handler, controller = relay
+    handler.replies[Stage.RCPT] = "550 5.1.1 <u0@example.com>: Recipient address rejected: User unknown"
+    ctx = _ctx(ProviderChain([_smtp(controller)]))
+    with caplog.at_level(logging.WARNING, logger="massmailer.sending"):
+        send_batch(ctx, _batch(1))
+    logged = [r for r in caplog.records if r.getMessage() == "send failed"]
+    assert logged and all("u0@example.com" not in str(r.__dict__) for r in logged)
+    assert "u***@example.com" in logged[0].error  # type: ignore[attr-defined]
