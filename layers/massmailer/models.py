@@ -13,8 +13,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -270,6 +272,13 @@ class BatchRecipient(BaseModel):
     not_before: float | None = None  # epoch seconds: a retry delayed beyond SQS's 15 minutes waits in hops
     # The check of a "maybe sent" record, after the window: sent again only if no SES event settled it.
     maybe_sent: bool = False
+
+    @model_serializer(mode="wrap")
+    def _without_false_flags(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.maybe_sent:  # the wire format of every other batch stays as it was
+            data.pop("maybe_sent", None)
+        return data
 
 
 class BatchMessage(BaseModel):
