@@ -81,6 +81,9 @@ class SendingConfig(_Section):
     smtp_port: int = 587
     smtp_starttls: bool = True
     max_attempts: int = Field(default=4, description="First try plus retries")
+    maybe_sent_window: int = Field(
+        default=900, description="Seconds an SES send whose answer was lost waits for its Send event before a resend"
+    )
     lane_max_concurrency: Mapping[str, int] = Field(
         default_factory=lambda: {key: lane.max_concurrency for key, lane in spec.LANES.items()}
     )
@@ -130,6 +133,7 @@ class SendingConfig(_Section):
             "smtp_port": self.smtp_port,
             "smtp_starttls": self.smtp_starttls,
             "max_attempts": self.max_attempts,
+            "maybe_sent_window": self.maybe_sent_window,
             "index_provider_ids": self.index_provider_ids,
             "guard_bounce_rate": self.guard_bounce_rate,
             "guard_complaint_rate": self.guard_complaint_rate,

@@ -1,18 +1,25 @@
 """The error taxonomy of sending, in one place.
 
-Every provider failure becomes one of six classes, and the classes alone decide what happens next:
+Every provider failure becomes one of these classes, and the classes alone decide what happens next.
+Which provider answer becomes which class is one table per provider, in
+``massmailer.providers.replies`` (rendered in the README).
 
 =================  =============================================  ==========================================
 class              examples                                       what the sender does
 =================  =============================================  ==========================================
 Throttled          SES ThrottlingException, SMTP 421/450/451/454  re-enqueue with delay; no attempt used;
                                                                   try the next provider first
-Transient          timeouts, 5xx from the API, SMTP 452           try the next provider; else retry with
+Transient          timeouts before sending, 5xx from the API      try the next provider; else retry with
                                                                   exponential backoff + jitter
-SoftBounce         mailbox full (SMTP 452 4.2.2 / 5.2.2)          fixed-interval retry; never fails over
-HardBounce         invalid/unknown recipient (SMTP 550/553)       FAILED at once, address suppressed
+SoftBounce         mailbox full (SMTP 4.2.2 / 5.2.2)              fixed-interval retry; never fails over
+HardBounce         bad mailbox or address (SMTP 5.1.x at RCPT)    FAILED at once, address suppressed
+Refused            SMTP 5.7.x/5.3.x/5.5.x, 5xx at MAIL or after   try the next provider; FAILED with the
+                   DATA; SES MessageRejected                      reason when every provider refused; never
+                                                                  suppresses
 ProviderDown       connection refused, sending paused, suspended  fail over to the next provider
-ConfigurationError unverified identity, bad credentials           fail over; retry later
+ConfigurationError bad credentials, missing configuration set     fail over; retry later
+UnknownOutcome     SES read timeout or reset after the request    never fails over: the record is "maybe
+                   went out; SMTP cut after the content           sent" (see ``massmailer.sending``)
 =================  =============================================  ==========================================
 
 Recipient-level errors (SoftBounce, HardBounce) are the same whichever provider is asked, so they
@@ -34,6 +41,7 @@ class SendError(Exception):
     def __init__(self, message: str, *, provider: str | None = None) -> None:
         super().__init__(message)
         self.provider = provider
+        self.stage: str | None = None  # SMTP: the stage of the exchange the reply came at
 
     def describe(self) -> str:
         who = f"{self.provider}: " if self.provider else ""
@@ -57,6 +65,28 @@ class ConfigurationError(SendError):
     reason = "configuration"
 
 
+class Refused(SendError):
+    """The provider refused the message or the sender (policy, content, protocol), not the address:
+    never suppresses; the next provider is tried; FAILED when every provider refused."""
+
+    reason = "refused"
+    retryable = False
+
+
+class UnknownOutcome(SendError):
+    """The request or the content went out and no answer came: the provider may have taken it.
+    Never failed over (that could send it twice): the record becomes "maybe sent".
+    ``confirmable``: the provider reports sends by event (SES), so the record can wait for it."""
+
+    reason = "maybe_sent"
+    fail_over = False
+    retryable = False
+
+    def __init__(self, message: str, *, provider: str | None = None, confirmable: bool = False) -> None:
+        super().__init__(message, provider=provider)
+        self.confirmable = confirmable
+
+
 class SoftBounce(SendError):
     reason = "soft_bounce"
     recipient_level = True
@@ -76,63 +106,3 @@ class RenderError(Exception):
 
 class TemplateError(ValueError):
     """A template does not compile; the whole campaign cannot be sent."""
-
-
-# --- SES v2 ------------------------------------------------------------------------------------
-
-_SES_CODES: dict[str, type[SendError]] = {
-    "ThrottlingException": Throttled,
-    "TooManyRequestsException": Throttled,
-    "Throttling": Throttled,
-    "LimitExceededException": Throttled,  # daily quota or max send rate: "later", not "failed"
-    "SendingPausedException": ProviderDown,
-    "AccountSuspendedException": ProviderDown,
-    "MailFromDomainNotVerifiedException": ConfigurationError,
-    "NotFoundException": ConfigurationError,  # configuration set missing
-    "AccessDeniedException": ConfigurationError,
-    "BadRequestException": HardBounce,
-    "MessageRejected": HardBounce,
-    "InternalFailure": Transient,
-    "ServiceUnavailable": Transient,
-    "InternalServerError": Transient,
-}
-
-
-def classify_ses_error(code: str, message: str, http_status: int | None = None) -> SendError:
-    """Map an SES v2 error code (from ``ClientError``) to the taxonomy."""
-    lowered = message.lower()
-    if code == "MessageRejected":
-        # Unverified sender identity in the sandbox is configuration, not the recipient's fault.
-        if "not verified" in lowered or "not authorized" in lowered:
-            return ConfigurationError(f"{code}: {message}", provider="ses")
-        return HardBounce(f"{code}: {message}", provider="ses")
-    if code == "BadRequestException" and "address" not in lowered:
-        return ConfigurationError(f"{code}: {message}", provider="ses")
-    cls = _SES_CODES.get(code)
-    if cls is None:
-        cls = Transient if http_status is None or http_status >= 500 else ConfigurationError
-    return cls(f"{code}: {message}", provider="ses")
-
-
-# --- SMTP --------------------------------------------------------------------------------------
-
-
-def classify_smtp_reply(code: int, text: str, provider: str = "smtp") -> SendError:
-    """Map an SMTP reply (code + enhanced status text) to the taxonomy."""
-    detail = f"{code} {text}".strip()
-    if " 4.2.2" in f" {text}" or " 5.2.2" in f" {text}":  # mailbox full (either class)
-        return SoftBounce(detail, provider=provider)
-    if code in (421, 450, 451, 454):
-        return Throttled(detail, provider=provider)
-    if code == 452:  # insufficient system storage / too many recipients this session
-        return Transient(detail, provider=provider)
-    if 400 <= code < 500:
-        return Transient(detail, provider=provider)
-    if code in (530, 535, 538):  # authentication required / failed
-        return ConfigurationError(detail, provider=provider)
-    if code in (550, 551, 553, 501):
-        return HardBounce(detail, provider=provider)
-    if code in (552, 554):
-        # 552 = exceeded storage allocation (soft); 554 = transaction failed (treat as hard)
-        return SoftBounce(detail, provider=provider) if code == 552 else HardBounce(detail, provider=provider)
-    return Transient(detail, provider=provider)

@@ -13,8 +13,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -270,6 +272,7 @@ class CampaignCounts(BaseModel):
     invalid: int = 0
     duplicates: int = 0
     retried: int = 0
+    maybe_sent: int = 0  # sends whose outcome was unknown (timeout, cut after the content): never failed over
 
 
 class BatchRecipient(BaseModel):
@@ -278,6 +281,15 @@ class BatchRecipient(BaseModel):
     variables: Variables = Field(default_factory=dict)
     attempt: int = 0  # attempts already used (throttling never increments it)
     not_before: float | None = None  # epoch seconds: a retry delayed beyond SQS's 15 minutes waits in hops
+    # The check of a "maybe sent" record, after the window: sent again only if no SES event settled it.
+    maybe_sent: bool = False
+
+    @model_serializer(mode="wrap")
+    def _without_false_flags(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.maybe_sent:  # the wire format of every other batch stays as it was
+            data.pop("maybe_sent", None)
+        return data
 
 
 class BatchMessage(BaseModel):
@@ -329,3 +341,6 @@ class MessageRecord(BaseModel):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     sent_at: datetime | None = None
+    # The provider's answer to a send was lost (timeout, cut after the content): it may have the email.
+    # While the status is SENDING the record waits for SES's Send event (see ``massmailer.sending``).
+    maybe_sent: bool = False

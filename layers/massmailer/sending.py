@@ -10,8 +10,10 @@ email). Its guarantees:
   SES Send event or an operator settles it) — sending twice is worse than a stale status;
 * provider-level failures fail over along the chain; what every provider refused is re-enqueued with
   a delay per the retry policy (throttling never uses an attempt); hard bounces fail at once and
-  suppress the address; nothing the retry policy can retry is left to reach the DLQ (only a store or
-  queue outage outlasting the queue's ``maxReceiveCount`` visibility timeouts, about an hour, does).
+  suppress the address; a refusal of the message by every provider (``Refused``) fails it without
+  suppressing; a send whose outcome is unknown is never failed over (``_maybe_sent``); nothing the
+  retry policy can retry is left to reach the DLQ (only a store or queue outage outlasting the
+  queue's ``maxReceiveCount`` visibility timeouts, about an hour, does).
 
 Pause, resume, cancel (``massmailer.lifecycle``):
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 import uuid
 from collections import Counter
@@ -43,7 +46,7 @@ from typing import Any
 
 from massmailer.addresses import address_key, mask_address
 from massmailer.attachments import AttachmentResolver, MissingAttachment
-from massmailer.errors import HardBounce, RenderError, SendError, SoftBounce, Throttled
+from massmailer.errors import HardBounce, Refused, RenderError, SendError, SoftBounce, Throttled, UnknownOutcome
 from massmailer.lifecycle import MOVES, Action, TransitionNotAllowed
 from massmailer.mime import Attachment, OutgoingEmail, build_message
 from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Status
@@ -66,6 +69,7 @@ class RetryPolicy:
     soft_bounce_interval: float = 900.0  # fixed interval for mailbox-full
     throttle_delay: float = 10.0  # throttled: short delay, jittered, no attempt used
     record_retries: int = 3  # tries to record SENT after a successful send
+    maybe_sent_window: float = 900.0  # how long a "maybe sent" SES email waits for its Send event
 
     def delay_for(self, error: SendError, attempt: int, rng: random.Random) -> float:
         if isinstance(error, Throttled):
@@ -145,6 +149,7 @@ class _Job:
 class _Result:
     recipient: BatchRecipient
     # sent | failed | suppressed | skipped | retry | retry_throttled | retry_store | busy | deferred
+    # | maybe_sent (waits for SES's event) | sent_unconfirmed (SMTP, cut after the content)
     outcome: str
     provider: str | None = None
     fallbacks: int = 0
@@ -283,7 +288,7 @@ def _account(
         report.fallbacks += result.fallbacks
         if result.error is not None:
             report.errors[result.error.reason] += 1
-        if result.outcome in ("retry", "retry_throttled", "retry_store", "busy", "deferred", "halted"):
+        if result.outcome in ("retry", "retry_throttled", "retry_store", "busy", "deferred", "halted", "maybe_sent"):
             delay, group = retries.get(result.outcome, (0.0, []))
             group.append(result.recipient)
             retries[result.outcome] = (max(delay, result.delay), group)
@@ -292,7 +297,8 @@ def _account(
 
     if batch.campaign_id:
         deltas = {
-            "sent": report.outcomes["sent"],
+            "sent": report.outcomes["sent"] + report.outcomes["sent_unconfirmed"],
+            "maybe_sent": report.outcomes["maybe_sent"] + report.outcomes["sent_unconfirmed"],
             "failed": report.outcomes["failed"],
             "suppressed": report.outcomes["suppressed"],
             "cancelled": report.outcomes["cancelled"],
@@ -436,6 +442,9 @@ def _prepare(
             # Someone else holds a live lease: come back when it has expired, in case they died.
             remaining = float(claim.record.get("lease_until", 0)) - ctx.clock()
             return _Result(recipient, "busy", delay=max(remaining, 0) + 1)
+        if recipient.maybe_sent and claim.status in _FINISHED_AS:
+            # The check of a "maybe sent" email: SES's event settled it within the window; count that.
+            return _Result(recipient, _FINISHED_AS[claim.status])
         if delivery and claim.record.get("delivery") == delivery and claim.status in _FINISHED_AS:
             # Finished by an earlier attempt at this same queue message, which died before counting.
             return _Result(recipient, _FINISHED_AS[claim.status])
@@ -505,6 +514,27 @@ def _settle(ctx: SenderContext, prepared: _Prepared) -> _Result:
     return _Result(recipient, "sent", provider=sent.receipt.provider, fallbacks=sent.fallbacks)
 
 
+def _maybe_sent(ctx: SenderContext, recipient: BatchRecipient, token: str, exc: UnknownOutcome) -> _Result:
+    """The provider may have taken the email: never failed over, never resent at once.
+
+    SES (``confirmable``): the record stays SENDING, flagged ``maybe_sent``, its lease held for the
+    window; SES's Send/Delivery/Bounce event settles it meanwhile as for any send. A check is
+    re-enqueued for the end of the window: it finds the record settled (and counts it), or claims it
+    (the lease has run out, no event came) and sends again.
+    SMTP: a relay sends no event to wait for, and a resend after a cut following the content is a
+    likely duplicate, so the email is recorded SENT, flagged ``maybe_sent``, and not resent."""
+    provider = exc.provider or "unknown"
+    if not exc.confirmable:
+        _record_sent(ctx, recipient, token, provider, recipient.message_id, maybe_sent=True)
+        return _Result(recipient, "sent_unconfirmed", provider=provider, error=exc)
+    window = ctx.policy.maybe_sent_window
+    until = ctx.clock() + window
+    if not ctx.messages.record_maybe_sent(recipient.message_id, token, provider, exc.describe(), until):
+        return _Result(recipient, "skipped", error=exc)  # our claim was lost: its new holder settles it
+    check = recipient.model_copy(update={"maybe_sent": True, "attempt": recipient.attempt + 1})
+    return _Result(check, "maybe_sent", provider=provider, error=exc, delay=window)
+
+
 def _attachments_for(
     ctx: SenderContext, job: _Job, variables: dict[str, Any], campaign_id: str | None
 ) -> list[Attachment]:
@@ -527,10 +557,15 @@ def _attachments_for(
         raise
 
 
-def _record_sent(ctx: SenderContext, recipient: BatchRecipient, token: str, provider: str, pmid: str) -> None:
+def _record_sent(
+    ctx: SenderContext, recipient: BatchRecipient, token: str, provider: str, pmid: str, maybe_sent: bool = False
+) -> None:
     for attempt in range(1, ctx.policy.record_retries + 1):
         try:
-            ctx.messages.record_sent(recipient.message_id, token, provider, pmid)
+            if maybe_sent:
+                ctx.messages.record_sent(recipient.message_id, token, provider, pmid, maybe_sent=True)
+            else:
+                ctx.messages.record_sent(recipient.message_id, token, provider, pmid)
             return
         except StoreUnavailable as exc:
             if attempt == ctx.policy.record_retries:
@@ -545,6 +580,9 @@ def _record_sent(ctx: SenderContext, recipient: BatchRecipient, token: str, prov
             time.sleep(0.05 * attempt)
 
 
+_ADDRESS = re.compile(r"[^\s<>@:;,\"']+@[^\s<>@:;,\"']+")
+
+
 def _handle_send_error(ctx: SenderContext, recipient: BatchRecipient, token: str, exc: SendError) -> _Result:
     messages = ctx.messages
     logger.warning(
@@ -552,9 +590,14 @@ def _handle_send_error(ctx: SenderContext, recipient: BatchRecipient, token: str
         extra={
             "message_id": recipient.message_id,
             "to": mask_address(recipient.email),
-            "error": exc.describe(),
+            "error": _ADDRESS.sub(lambda m: mask_address(m.group()), exc.describe()),  # relays echo addresses
         },
     )
+    if isinstance(exc, UnknownOutcome):
+        return _maybe_sent(ctx, recipient, token, exc)
+    if isinstance(exc, Refused):  # every provider refused the message: FAILED, the address untouched
+        messages.record_failed(recipient.message_id, Status.FAILED, exc.describe())
+        return _Result(recipient, "failed", error=exc)
     if isinstance(exc, HardBounce):
         messages.record_failed(recipient.message_id, Status.FAILED, exc.describe())
         ctx.suppressions.suppress(recipient.email, "bounce", {"bounceType": "Permanent", "error": exc.describe()})

@@ -38,6 +38,8 @@ class Settings(BaseModel):
     signing_secret_arn: str | None = None
     unsubscribe_base_url: str = "https://example.com"
     max_attempts: int = Field(default=4, ge=1, le=20)  # first try + 3 retries
+    # How long a "maybe sent" SES email waits for its Send event before it is sent again (seconds).
+    maybe_sent_window: int = Field(default=900, ge=60, le=86400)
     ses_max_rate: float | None = Field(default=None, gt=0)  # emails/s; None: SES's own account quota
     smtp_max_rate: float | None = Field(default=None, gt=0)  # emails/s; None: no limit of ours
     high_lane_reserve: float = Field(default=0.2, ge=0, lt=1)  # share of each provider's rate kept for high
@@ -85,6 +87,7 @@ class Settings(BaseModel):
             "signing_secret_arn": ENV.signing_secret_arn,
             "unsubscribe_base_url": ENV.unsubscribe_base_url,
             "max_attempts": ENV.max_attempts,
+            "maybe_sent_window": ENV.maybe_sent_window,
             "ses_max_rate": ENV.ses_max_rate,
             "smtp_max_rate": ENV.smtp_max_rate,
             "high_lane_reserve": ENV.high_lane_reserve,

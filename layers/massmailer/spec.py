@@ -215,6 +215,7 @@ class EnvNames:
     signing_secret_arn: str = "MM_SIGNING_SECRET_ARN"
     unsubscribe_base_url: str = "MM_UNSUBSCRIBE_BASE_URL"
     max_attempts: str = "MM_MAX_ATTEMPTS"
+    maybe_sent_window: str = "MM_MAYBE_SENT_WINDOW"
     ses_max_rate: str = "MM_SES_MAX_RATE"
     smtp_max_rate: str = "MM_SMTP_MAX_RATE"
     high_lane_reserve: str = "MM_HIGH_LANE_RESERVE"

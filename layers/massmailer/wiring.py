@@ -41,6 +41,9 @@ _CONFIG = Config(
     connect_timeout=5,
     read_timeout=15,
 )
+# SES SendEmail must never be resent by botocore: a retry after a read timeout can send twice. The
+# sender decides instead (``UnknownOutcome``: the record waits for SES's Send event).
+SES_CONFIG = _CONFIG.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
 _lock = threading.Lock()
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,13 @@ def settings() -> Settings:
 def client(service: str) -> Any:
     with _lock:
         return boto3.session.Session().client(service, config=_CONFIG)
+
+
+@cache
+def ses_client() -> Any:
+    """The SES v2 client, with retries off (``SES_CONFIG``)."""
+    with _lock:
+        return boto3.session.Session().client("sesv2", config=SES_CONFIG)
 
 
 @cache
@@ -117,7 +127,7 @@ def provider_chain() -> ProviderChain:
     limits: dict[str, RateLimit] = {}
     for name in s.providers:
         if name == "ses":
-            providers.append(SesProvider(client("sesv2"), s.configuration_set))
+            providers.append(SesProvider(ses_client(), s.configuration_set))
             limits["ses"] = RateLimit(per_second=_ses_rate(s), high_reserve=s.high_lane_reserve)
         elif name == "smtp":
             providers.append(SmtpProvider(_smtp_config(s)))
@@ -141,7 +151,7 @@ def sender_context() -> SenderContext:
         chain=provider_chain(),
         from_address=s.from_address,
         unsubscriber=unsubscriber(),
-        policy=RetryPolicy(max_attempts=s.max_attempts),
+        policy=RetryPolicy(max_attempts=s.max_attempts, maybe_sent_window=float(s.maybe_sent_window)),
         concurrency=s.sender_concurrency,
         attachments=AttachmentResolver(S3Blobs(client("s3"), s.bucket_name)) if s.bucket_name else None,
     )
@@ -221,5 +231,15 @@ def export_context(time_left: Callable[[], float]) -> ExportContext:
 
 def reset() -> None:
     """Forget every cached adapter (tests and the local runtime change the environment)."""
-    for fn in (settings, client, stores, _secret, provider_chain, sender_context, intake_context, rate_guard):
+    for fn in (
+        settings,
+        client,
+        ses_client,
+        stores,
+        _secret,
+        provider_chain,
+        sender_context,
+        intake_context,
+        rate_guard,
+    ):
         fn.cache_clear()

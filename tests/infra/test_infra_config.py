@@ -53,6 +53,7 @@ def test_unknown_stage_is_refused_with_the_known_ones() -> None:
         ("alarms", {"lane_age_seconds": {"low": 60}}),
         ("sending", {"max_attemps": 3}),  # typo: unknown keys are refused
         ("sending", {"max_attempts": 50}),  # beyond what massmailer.settings accepts at run time
+        ("sending", {"maybe_sent_window": 5}),  # shorter than massmailer.settings accepts (60 s)
         ("sending", {"provider_send_rates": {"ses": 10}}),  # smtp enabled without a rate
         ("sending", {"high_lane_reserve": 1.5}),
     ],

@@ -75,6 +75,7 @@ def test_functions_get_every_setting_the_shared_package_reads(synth: Synthesized
     assert env[ENV.stage] == synth.stage
     assert env[ENV.providers] == ",".join(synth.config.sending.providers)
     assert env[ENV.max_attempts] == str(synth.config.sending.max_attempts)
+    assert env[ENV.maybe_sent_window] == str(synth.config.sending.maybe_sent_window)
     assert env[ENV.configuration_set] == spec.configuration_set_name(synth.stage)
     assert env[ENV.schedule_group] == spec.schedule_group_name(synth.stage)
     assert env["POWERTOOLS_SERVICE_NAME"] == f"massmailer-{synth.stage}"

@@ -42,7 +42,7 @@ def _ses_throttles(times: int) -> dict[str, int]:
                 "SendEmail",
             )
 
-    wiring.client("sesv2").meta.events.register("before-call.sesv2.SendEmail", throttled)
+    wiring.ses_client().meta.events.register("before-call.sesv2.SendEmail", throttled)
     return calls
 
 

@@ -50,7 +50,7 @@ def test_ses_failing_sends_the_campaign_through_the_smtp_relay(pipeline: Pipelin
     def unreachable(**_: Any) -> None:
         raise EndpointConnectionError(endpoint_url="https://email.us-east-1.amazonaws.com")
 
-    wiring.client("sesv2").meta.events.register("before-call.sesv2.SendEmail", unreachable)
+    wiring.ses_client().meta.events.register("before-call.sesv2.SendEmail", unreachable)
     status, body = pipeline.api("POST", "/v1/campaigns", _campaign(60))
     assert status == 202
 

@@ -11,7 +11,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
 from local.smtp_relay import free_port
-from massmailer.errors import HardBounce, ProviderDown, SoftBounce, Throttled, Transient
+from massmailer.errors import HardBounce, ProviderDown, Refused, SoftBounce, Throttled, UnknownOutcome
 from massmailer.mime import OutgoingEmail, build_message
 from massmailer.providers.smtp import SmtpConfig, SmtpProvider, _Disconnected, _Slot
 
@@ -104,10 +104,10 @@ def test_recipient_replies_map_to_the_taxonomy_and_the_session_survives(
     provider.close()
 
 
-def test_a_data_rejection_is_classified(server: tuple[Handler, Controller]) -> None:
+def test_a_data_rejection_is_a_refusal_not_a_hard_bounce(server: tuple[Handler, Controller]) -> None:
     handler, controller = server
     handler.data_reply = "554 5.7.1 Message rejected as spam"
-    with pytest.raises(HardBounce):
+    with pytest.raises(Refused):
         _provider(controller).send(_email("ok@example.com"))
 
 
@@ -149,13 +149,13 @@ def _cut_at_reply(session: Any, n: int) -> None:
     session._reply = reply
 
 
-def test_a_session_lost_after_the_message_was_written_is_transient_not_resent(
+def test_a_session_lost_after_the_message_was_written_is_an_unknown_outcome_not_resent(
     server: tuple[Handler, Controller],
 ) -> None:
     handler, controller = server
     provider, session = _opened(controller)
     _cut_at_reply(session, 4)  # MAIL, RCPT, DATA replies read; the final reply never comes
-    with pytest.raises(Transient, match="after the message was sent"):
+    with pytest.raises(UnknownOutcome, match="after the message content was written"):
         provider.send(_email("a@example.com"))
     assert handler.sessions == 1  # not silently resent on a new session
 

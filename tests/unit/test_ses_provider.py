@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 from botocore.stub import Stubber
 
-from massmailer.errors import ConfigurationError, HardBounce, ProviderDown, Throttled, Transient
+from massmailer.errors import (
+    ConfigurationError,
+    ProviderDown,
+    Refused,
+    SendError,
+    Throttled,
+    Transient,
+    UnknownOutcome,
+)
 from massmailer.mime import OutgoingEmail
+from massmailer.providers.replies import SES_RULES, SesRule
 from massmailer.providers.ses import SesProvider
 
 EMAIL = OutgoingEmail(
@@ -42,20 +51,39 @@ def test_sends_the_raw_message_with_tags_and_configuration_set(ses) -> None:  # 
     assert (receipt.provider, receipt.provider_message_id) == ("ses", "0100-ses-id")
 
 
+def _ses_case(rule: SesRule) -> tuple[str, int]:
+    """The error code and HTTP status SES would answer for a row of the table."""
+    if rule.code == "(other, HTTP 5xx)":
+        return "SomethingNew", 503
+    if rule.code == "(other, HTTP 4xx)":
+        return "SomethingNew", 400
+    return rule.code, 500 if rule.error is Transient else 400
+
+
+@pytest.mark.parametrize("rule", SES_RULES, ids=[r.code for r in SES_RULES])
+def test_every_row_of_the_ses_table_is_what_the_provider_raises(ses, rule: SesRule) -> None:  # type: ignore[no-untyped-def]
+    code, status = _ses_case(rule)
+    with Stubber(ses) as stub:
+        stub.add_client_error("send_email", service_error_code=code, service_message="m", http_status_code=status)
+        with pytest.raises(SendError) as raised:
+            SesProvider(ses).send(EMAIL)
+    assert type(raised.value) is rule.error
+    assert raised.value.provider == "ses"
+
+
 @pytest.mark.parametrize(
     ("code", "status", "message", "expected"),
     [
-        ("ThrottlingException", 400, "Rate exceeded", Throttled),
-        ("TooManyRequestsException", 429, "Maximum sending rate exceeded.", Throttled),
         ("LimitExceededException", 400, "Daily message quota exceeded.", Throttled),
         ("SendingPausedException", 400, "Sending is paused for this account.", ProviderDown),
         ("AccountSuspendedException", 400, "Account suspended.", ProviderDown),
-        ("MailFromDomainNotVerifiedException", 400, "MAIL FROM domain not verified.", ConfigurationError),
-        ("MessageRejected", 400, "Email address is not verified.", ConfigurationError),
-        ("MessageRejected", 400, "Illegal address", HardBounce),
+        ("MailFromDomainNotVerifiedException", 400, "MAIL FROM domain not verified.", ProviderDown),
+        # MessageRejected is about the message, whatever its text: never a hard bounce.
+        ("MessageRejected", 400, "Email address is not verified.", Refused),
+        ("MessageRejected", 400, "Illegal address", Refused),
+        ("MessageRejected", 400, "Message content rejected", Refused),
         ("NotFoundException", 404, "Configuration set does not exist.", ConfigurationError),
         ("InternalFailure", 500, "Internal failure", Transient),
-        ("ServiceUnavailable", 503, "Service unavailable", Transient),
     ],
 )
 def test_every_ses_error_maps_to_its_class(ses, code: str, status: int, message: str, expected: type) -> None:  # type: ignore[no-untyped-def]
@@ -70,7 +98,10 @@ def test_every_ses_error_maps_to_its_class(ses, code: str, status: int, message:
     ("error", "expected"),
     [
         (EndpointConnectionError(endpoint_url="https://email.us-east-1.amazonaws.com"), ProviderDown),
-        (ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), Transient),
+        (ConnectTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), ProviderDown),
+        # After the request went out: SES may have the message. Never failed over: "maybe sent".
+        (ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), UnknownOutcome),
+        (ConnectionClosedError(endpoint_url="https://email.us-east-1.amazonaws.com"), UnknownOutcome),
     ],
 )
 def test_network_failures_map_to_their_class(ses, error: Exception, expected: type) -> None:  # type: ignore[no-untyped-def]
@@ -78,5 +109,6 @@ def test_network_failures_map_to_their_class(ses, error: Exception, expected: ty
         raise error
 
     ses.meta.events.register("before-call.sesv2.SendEmail", fail)
-    with pytest.raises(expected):
+    with pytest.raises(expected) as raised:
         SesProvider(ses).send(EMAIL)
+    assert raised.value.fail_over == (expected is not UnknownOutcome)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from massmailer.errors import ProviderDown, SendError, Throttled
+from massmailer.errors import ProviderDown, Refused, SendError, Throttled
 from massmailer.mime import OutgoingEmail
 from massmailer.providers.base import Provider, SendReceipt
 from massmailer.resilience import CircuitBreaker, RateLimiter
@@ -121,7 +121,14 @@ class ProviderChain:
         if not attempted:
             # Every circuit is open: nothing was tried, so no attempt is used; come back later.
             raise Throttled("every provider's circuit is open", provider=errors[-1].provider)
-        raise errors[-1]
+        refused = [e for e in errors if isinstance(e, Refused)]
+        others = [e for e in errors if not isinstance(e, Refused)]
+        if refused and not others:  # every provider refused the message itself: it fails
+            if len(refused) == 1:
+                raise refused[0]
+            raise Refused("every provider refused: " + "; ".join(e.describe() for e in refused), provider="chain")
+        # A provider that refused is not the last word while another may take it later (its error retries).
+        raise (others or errors)[-1]
 
     def close(self) -> None:
         for provider in self.providers:

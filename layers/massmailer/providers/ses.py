@@ -1,4 +1,11 @@
-"""SES v2 adapter (primary provider): ``send_email`` with the raw MIME message."""
+"""SES v2 adapter (primary provider): ``send_email`` with the raw MIME message.
+
+The client must be built with botocore's retries off (``massmailer.wiring.SES_CONFIG``): a retry
+after a read timeout could send the email twice. An answer that never came after the request went
+out (read timeout, connection reset or closed after writing) is ``UnknownOutcome``: SES may have
+taken the message, and its Send event will say so (see ``massmailer.sending``). Errors before the
+request went out (no connection) are ``ProviderDown`` and fail over.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +17,13 @@ from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
-    ReadTimeoutError,
+    HTTPClientError,
 )
 
-from massmailer.errors import ProviderDown, Transient, classify_ses_error
+from massmailer.errors import ProviderDown, Transient, UnknownOutcome
 from massmailer.mime import OutgoingEmail
 from massmailer.providers.base import SendReceipt
+from massmailer.providers.replies import classify_ses_error
 
 _TAG_VALUE = re.compile(r"[^A-Za-z0-9_\-.@]")
 
@@ -49,7 +57,11 @@ class SesProvider:
             raise classify_ses_error(error.get("Code", "Unknown"), error.get("Message", ""), status) from exc
         except (EndpointConnectionError, ConnectTimeoutError) as exc:
             raise ProviderDown(f"SES unreachable: {exc}", provider=self.name) from exc
-        except (ReadTimeoutError, BotoCoreError) as exc:
+        except HTTPClientError as exc:  # ReadTimeoutError, ConnectionClosedError, …: after the request went out
+            raise UnknownOutcome(
+                f"no answer from SES: {type(exc).__name__}", provider=self.name, confirmable=True
+            ) from exc
+        except BotoCoreError as exc:
             raise Transient(f"SES call failed: {exc}", provider=self.name) from exc
         return SendReceipt(provider=self.name, provider_message_id=response["MessageId"])
 

@@ -11,8 +11,9 @@ returns, so a send is recorded only once the relay has taken it.
 
 The connections stay open across sends and across warm Lambda invocations; a message whose session
 died before its content was written is retried once on a fresh connection; one whose content was
-written is never resent silently (the retry policy decides). STARTTLS and AUTH PLAIN are supported
-for real relays. Servers without PIPELINING get the classic one-command-per-round-trip dialogue.
+written is never resent nor failed over: its outcome is unknown (``UnknownOutcome``, see the
+sender). STARTTLS and AUTH PLAIN are supported for real relays. Servers without PIPELINING get the
+classic one-command-per-round-trip dialogue. Replies are classified by stage (``providers.replies``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from massmailer.errors import ProviderDown, SendError, Transient, classify_smtp_reply
+from massmailer.errors import ProviderDown, SendError, UnknownOutcome
 from massmailer.mime import OutgoingEmail
 from massmailer.providers.base import SendReceipt
+from massmailer.providers.replies import Stage, classify_smtp_reply
 
 
 @dataclass(frozen=True)
@@ -120,11 +122,11 @@ class SmtpSession:
         assert self._sock is not None
         self._sock.sendall(data)
 
-    def _command(self, line: str, expect: tuple[int, ...]) -> tuple[int, str]:
+    def _command(self, line: str, expect: tuple[int, ...], stage: Stage) -> tuple[int, str]:
         self._send(line.encode() + b"\r\n")
         code, text = self._reply()
         if code not in expect:
-            raise classify_smtp_reply(code, text, self._provider)
+            raise classify_smtp_reply(code, text, stage, self._provider)
         return code, text
 
     # -- session ------------------------------------------------------------------------------
@@ -136,18 +138,18 @@ class SmtpSession:
             self._sock, self._buf = sock, b""
             code, text = self._reply()
             if code != 220:
-                raise classify_smtp_reply(code, text, self._provider)
-            _, features = self._command(f"EHLO {cfg.local_hostname}", (250,))
+                raise classify_smtp_reply(code, text, Stage.CONNECT, self._provider)
+            _, features = self._command(f"EHLO {cfg.local_hostname}", (250,), Stage.EHLO)
             if cfg.starttls:
-                self._command("STARTTLS", (220,))
+                self._command("STARTTLS", (220,), Stage.EHLO)
                 context = ssl.create_default_context()
                 self._sock = context.wrap_socket(sock, server_hostname=cfg.host)
                 self._buf = b""
-                _, features = self._command(f"EHLO {cfg.local_hostname}", (250,))
+                _, features = self._command(f"EHLO {cfg.local_hostname}", (250,), Stage.EHLO)
             self.pipelining = "PIPELINING" in features.upper()
             if cfg.username and cfg.password:
                 token = base64.b64encode(f"\0{cfg.username}\0{cfg.password}".encode()).decode()
-                self._command(f"AUTH PLAIN {token}", (235,))
+                self._command(f"AUTH PLAIN {token}", (235,), Stage.AUTH)
         except SendError:
             self.close()
             raise
@@ -225,7 +227,7 @@ class SmtpSession:
                 self.sent += 1
                 self._finish(staged, None)
             else:
-                self._finish(staged, self._refused(code, text))
+                self._finish(staged, self._refused(code, text, Stage.AFTER_DATA))
             if nxt is not None:
                 if self._sock is None:  # the refusal closed the session (421): nxt's replies will not come
                     self._finish(nxt, _Disconnected("session closed by the server"))
@@ -254,14 +256,15 @@ class SmtpSession:
                 replies.append(self._reply())
                 if replies[-1][0] >= 400:
                     break
-        for (code, text), ok in zip(replies, (250, 250, 354), strict=False):
+        expected = ((250, Stage.MAIL), (250, Stage.RCPT), (354, Stage.DATA))
+        for (code, text), (ok, stage) in zip(replies, expected, strict=False):
             if code != ok:
                 if len(replies) == 3 and replies[2][0] == 354:
                     # The server accepted DATA although MAIL/RCPT failed: end the transaction.
                     self._send(b".\r\n")
                     self._reply()
                 self._rset()
-                self._finish(slot, self._refused(code, text))
+                self._finish(slot, self._refused(code, text, stage))
                 return
         self._staged = slot
 
@@ -270,10 +273,10 @@ class SmtpSession:
         slot.error = error
         slot.done = True
 
-    def _refused(self, code: int, text: str) -> SendError:
+    def _refused(self, code: int, text: str, stage: Stage) -> SendError:
         if code == 421:  # the server is closing the session
             self.close()
-        return classify_smtp_reply(code, text, self._provider)
+        return classify_smtp_reply(code, text, stage, self._provider)
 
     def _rset(self) -> None:
         try:
@@ -326,9 +329,10 @@ class SmtpProvider:
                 return SendReceipt(provider=self.name, provider_message_id=email.message_id)
             except _Disconnected as exc:
                 if exc.after_data:
-                    # The relay may have accepted it: no silent resend here; the retry policy decides.
-                    message = f"connection lost after the message was sent: {exc}"
-                    raise Transient(message, provider=self.name) from exc
+                    # The relay may have accepted it: never resent, never failed over. A relay
+                    # sends no Send event to wait for, so the sender records it sent-unconfirmed.
+                    message = f"connection lost after the message content was written: {exc}"
+                    raise UnknownOutcome(message, provider=self.name, confirmable=False) from exc
                 if attempt == 2:
                     raise ProviderDown(f"connection lost: {exc}", provider=self.name) from exc
                 slot = session.submit(email)  # never written: once more, on a fresh connection

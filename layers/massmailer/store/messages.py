@@ -55,7 +55,10 @@ class Messages(Protocol):
         lease_seconds: int,
         delivery: str | None = None,
     ) -> Claim: ...
-    def record_sent(self, message_id: str, token: str, provider: str, provider_message_id: str) -> None: ...
+    def record_sent(
+        self, message_id: str, token: str, provider: str, provider_message_id: str, *, maybe_sent: bool = False
+    ) -> None: ...
+    def record_maybe_sent(self, message_id: str, token: str, provider: str, error: str, until: float) -> bool: ...
     def record_retry(self, message_id: str, token: str, error: str) -> None: ...
     def record_failed(self, message_id: str, status: Status, error: str, **details: Any) -> None: ...
     def find_by_provider_id(self, provider_message_id: str) -> dict[str, Any] | None: ...
@@ -181,14 +184,19 @@ class DynamoMessages(DynamoRepository):
             raise
         return Claim(claimed=True, record=plain(result["Attributes"]), token=token)
 
-    def record_sent(self, message_id: str, token: str, provider: str, provider_message_id: str) -> None:
+    def record_sent(
+        self, message_id: str, token: str, provider: str, provider_message_id: str, *, maybe_sent: bool = False
+    ) -> None:
         """Record the provider's acceptance. The status moves SENDING → SENT only: when the provider's
         own Delivery/Bounce/Complaint notification got there first, its status stands and only the
-        provider fields are written."""
+        provider fields are written. ``maybe_sent``: the acceptance was not confirmed (flagged)."""
         now = self._clock()
         names: dict[str, str] = {}
         values: dict[str, Any] = {":p": provider, ":pmid": provider_message_id, ":iso": now_iso(now)}
         fields = "provider = :p, provider_message_id = :pmid, sent_at = :iso, updated_at = :iso"
+        if maybe_sent:
+            values[":maybe"] = True
+            fields += ", maybe_sent = :maybe"
         if self._index_provider_ids:
             index = keys.PROVIDER_INDEX
             names = {"#g1pk": index.partition_key, "#g1sk": index.sort_key}
@@ -216,6 +224,33 @@ class DynamoMessages(DynamoRepository):
                 **({"ExpressionAttributeNames": names} if names else {}),
                 ExpressionAttributeValues=values,
             )
+
+    def record_maybe_sent(self, message_id: str, token: str, provider: str, error: str, until: float) -> bool:
+        """The provider's answer was lost: the record stays SENDING (so SES's Send/Delivery/Bounce
+        event settles it as usual), flagged ``maybe_sent``, its lease held ``until`` the window ends.
+        Conditional on our claim; False when the claim was lost."""
+        now = self._clock()
+        return (
+            self._conditional(
+                self._table.update_item,
+                Key=keys.message_key(message_id),
+                UpdateExpression=(
+                    "SET maybe_sent = :maybe, lease_until = :until, provider = :p, last_error = :e, updated_at = :iso"
+                ),
+                ConditionExpression="#s = :sending AND claim_token = :tok",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":maybe": True,
+                    ":until": Decimal(str(round(until, 3))),
+                    ":p": provider,
+                    ":e": error,
+                    ":iso": now_iso(now),
+                    ":sending": Status.SENDING.value,
+                    ":tok": token,
+                },
+            )
+            is not None
+        )
 
     def record_retry(self, message_id: str, token: str, error: str) -> None:
         self._update_status(message_id, Status.RETRY_WAIT, error, condition_token=token)
@@ -384,17 +419,32 @@ class InMemoryMessages(InMemoryRepository):
                 item["delivery"] = delivery
             return Claim(claimed=True, record=dict(item), token=token)
 
-    def record_sent(self, message_id: str, token: str, provider: str, provider_message_id: str) -> None:
+    def record_sent(
+        self, message_id: str, token: str, provider: str, provider_message_id: str, *, maybe_sent: bool = False
+    ) -> None:
         with self._lock:
             self.meter.write()
             item = self.by_id[message_id]
             if item.get("status") == Status.SENDING.value:  # a notification that got there first stands
                 item.update(status=Status.SENT.value, last_error=None)
+            if maybe_sent:
+                item["maybe_sent"] = True
             item.update(provider=provider, provider_message_id=provider_message_id, sent_at=self._clock())
             if self._index_provider_ids:
                 self.provider_index[provider_message_id] = message_id
             item.pop("lease_until", None)
             item.pop("claim_token", None)
+
+    def record_maybe_sent(self, message_id: str, token: str, provider: str, error: str, until: float) -> bool:
+        with self._lock:
+            self.meter.write()
+            item = self.by_id.get(message_id)
+            if item is None or item.get("status") != Status.SENDING.value or item.get("claim_token") != token:
+                return False
+            item.update(
+                maybe_sent=True, lease_until=until, provider=provider, last_error=error, updated_at=self._clock()
+            )
+            return True
 
     def record_retry(self, message_id: str, token: str, error: str) -> None:
         with self._lock:
