@@ -188,8 +188,13 @@ def _value(text: str, spec: _Field, whole: str) -> int:
     if spec.names and key in spec.names:
         return spec.names[key]
     if not text.isdigit():
-        names = f", or a name {min(spec.names, key=spec.names.__getitem__)}…" if spec.names else ""
-        raise InvalidExpression(f"cron {spec.name} field {whole!r}: {text!r} is not a number {spec.low}-{spec.high}{names}")
+        names = ""
+        if spec.names:
+            ordered = sorted(spec.names, key=spec.names.__getitem__)
+            names = f" or a name {ordered[0]}-{ordered[-1]}"
+        raise InvalidExpression(
+            f"cron {spec.name} field {whole!r}: {text!r} is not a number {spec.low}-{spec.high}{names}"
+        )
     value = int(text)
     if not spec.low <= value <= spec.high:
         raise InvalidExpression(f"cron {spec.name} field {whole!r}: {value} is outside {spec.low}-{spec.high}")
@@ -270,8 +275,7 @@ def _parse_cron(body: str) -> Cron:
     dom, dow = _day_of_month(dom_text), _day_of_week(dow_text)
     if (dom is None) == (dow is None):
         raise InvalidExpression(
-            "cron needs exactly one of day-of-month and day-of-week to be '?' "
-            f"(got {dom_text!r} and {dow_text!r})"
+            f"cron needs exactly one of day-of-month and day-of-week to be '?' (got {dom_text!r} and {dow_text!r})"
         )
     day_rule = dom if dom is not None else dow
     assert day_rule is not None
