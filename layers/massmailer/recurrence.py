@@ -520,7 +520,11 @@ class ExpressionSchedule(_Schedule):
 
 
 AnySchedule = DailySchedule | WeeklySchedule | MonthlySchedule | ExpressionSchedule
-_PRESETS: dict[str, type[_Preset]] = {"daily": DailySchedule, "weekly": WeeklySchedule, "monthly": MonthlySchedule}
+_PRESETS: dict[str, type[DailySchedule] | type[WeeklySchedule] | type[MonthlySchedule]] = {
+    "daily": DailySchedule,
+    "weekly": WeeklySchedule,
+    "monthly": MonthlySchedule,
+}
 
 
 def _error_at(loc: tuple[str, ...], reason: str, value: Any) -> ValidationError:
@@ -531,8 +535,8 @@ def _error_at(loc: tuple[str, ...], reason: str, value: Any) -> ValidationError:
 
 def _dispatch(value: Any, _handler: Any) -> AnySchedule:
     """Pick the form by its keys, so that errors name ``schedule.<field>`` (not a union member)."""
-    if isinstance(value, _Schedule):
-        return value  # type: ignore[return-value]
+    if isinstance(value, DailySchedule | WeeklySchedule | MonthlySchedule | ExpressionSchedule):
+        return value
     if not isinstance(value, dict):
         raise _invalid('must be an object: {"preset": ..., ...} or {"expression": ..., "time_zone": ...}')
     if "preset" in value and "expression" in value:
@@ -547,7 +551,7 @@ def _dispatch(value: Any, _handler: Any) -> AnySchedule:
     model = _PRESETS.get(preset) if isinstance(preset, str) else None
     if model is None:
         raise _error_at(("preset",), "must be daily, weekly or monthly (or give an expression)", preset)
-    return model.model_validate(value)  # type: ignore[return-value]
+    return model.model_validate(value)
 
 
 Schedule = Annotated[AnySchedule, WrapValidator(_dispatch)]
