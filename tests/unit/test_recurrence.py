@@ -467,3 +467,14 @@ def test_an_invalid_expression_names_the_expression_and_why(expression: str, rea
 def test_errors_in_several_fields_are_all_reported() -> None:
     errors = _errors({"preset": "weekly", "weekdays": ["XYZ"], "time": "7pm", "time_zone": "Nowhere"})
     assert sorted(field for field, _ in errors) == ["schedule.time", "schedule.time_zone", "schedule.weekdays"]
+
+
+def test_a_schedule_round_trips_through_its_json_and_has_a_schema() -> None:
+    given = {"preset": "weekly", "weekdays": ["THU", "MON"], "time": "07:15", "time_zone": NEW_YORK}
+    body = _Body.model_validate({"schedule": given})
+    stored = body.model_dump(mode="json")
+    assert stored == {"schedule": {**given, "weekdays": ["MON", "THU"]}}
+    assert _Body.model_validate(stored) == body
+    assert _Body(schedule=body.schedule).schedule is body.schedule  # a built schedule is taken as it is
+    variants = _Body.model_json_schema()["properties"]["schedule"]["anyOf"]
+    assert len(variants) == 4
