@@ -9,22 +9,22 @@ does with a templated target:
 * context attributes in ``Input`` are replaced: ``<aws.scheduler.schedule-arn>``,
   ``<aws.scheduler.scheduled-time>``, ``<aws.scheduler.execution-id>``, ``<aws.scheduler.attempt-number>``;
 * ``at(...)``, ``rate(...)`` and ``cron(...)`` expressions, evaluated in ``ScheduleExpressionTimezone``
-  (zoneinfo, so DST transitions are the time zone's), within ``StartDate``/``EndDate``;
+  within ``StartDate``/``EndDate`` by :mod:`massmailer.recurrence` (the project's one parser of
+  them: cron with ``L``, ``W`` and ``#``; Scheduler's daylight-saving rules, a wall time that does
+  not exist skipped, one that happens twice fired once); a rate counts from ``StartDate``, else
+  from the schedule's creation;
 * ``ActionAfterCompletion: DELETE`` deletes a one-time schedule once it has fired;
 * a target that cannot be reached is retried on the next ticks until the target's ``RetryPolicy``
   gives up, then the event goes to ``DeadLetterConfig.Arn`` if there is one.
 
 Local simplifications: a ``FLEXIBLE`` time window fires at its start; one-time schedules whose time
-passed while the runtime was down fire when it starts (moto forgets everything on restart anyway);
-``cron`` supports ``* ? , - /`` ``L`` (last day of month) and ``#`` (nth weekday), not ``W``.
+passed while the runtime was down fire when it starts (moto forgets everything on restart anyway).
 """
 
 from __future__ import annotations
 
-import calendar
 import json
 import logging
-import re
 import threading
 import time
 import uuid
@@ -34,113 +34,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-logger = logging.getLogger(__name__)
+from massmailer.recurrence import At, InvalidExpression, Rate, Recurrence, parse_expression
 
-_AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
-_RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
-_CRON = re.compile(r"^cron\((.+)\)$")
-_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
-_MONTHS = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
-_DAYS = {"SUN": 1, "MON": 2, "TUE": 3, "WED": 4, "THU": 5, "FRI": 6, "SAT": 7}
+logger = logging.getLogger(__name__)
 
 
 class UnsupportedSchedule(ValueError):
     pass
-
-
-# --------------------------------------------------------------------------------------------------
-# Expressions
-# --------------------------------------------------------------------------------------------------
-
-
-def _field(text: str, low: int, high: int, names: dict[str, int] | None = None) -> set[int] | None:
-    """One cron field → the set of values it allows (None: any, for ``*`` and ``?``)."""
-    if text in ("*", "?"):
-        return None
-    values: set[int] = set()
-    for part in text.split(","):
-        step = 1
-        if "/" in part:
-            part, step_text = part.split("/", 1)
-            step = int(step_text)
-        if part in ("*", ""):
-            start, end = low, high
-        elif "-" in part:
-            a, b = part.split("-", 1)
-            start, end = _value(a, names), _value(b, names)
-        else:
-            start = _value(part, names)
-            end = high if step > 1 else start
-        values.update(range(start, end + 1, step))
-    if not values or min(values) < low or max(values) > high:
-        raise UnsupportedSchedule(f"cron field {text!r} is outside {low}..{high}")
-    return values
-
-
-def _value(text: str, names: dict[str, int] | None) -> int:
-    key = text.upper()
-    if names and key in names:
-        return names[key]
-    return int(text)
-
-
-@dataclass(frozen=True)
-class Cron:
-    """AWS cron: ``minutes hours day-of-month month day-of-week year`` (day-of-week 1 = Sunday)."""
-
-    minutes: set[int] | None
-    hours: set[int] | None
-    days: set[int] | None
-    last_day: bool
-    months: set[int] | None
-    weekdays: set[int] | None
-    nth_weekday: tuple[int, int] | None  # (weekday 1..7, n)
-    years: set[int] | None
-
-    @classmethod
-    def parse(cls, body: str) -> Cron:
-        parts = body.split()
-        if len(parts) != 6:
-            raise UnsupportedSchedule(f"cron needs 6 fields, got {len(parts)}: {body!r}")
-        minute, hour, dom, month, dow, year = parts
-        if "W" in dom.upper():
-            raise UnsupportedSchedule("cron 'W' (nearest weekday) is not supported locally")
-        last_day = dom.upper() == "L"
-        nth = None
-        if "#" in dow:
-            day, n = dow.split("#", 1)
-            nth = (_value(day, _DAYS), int(n))
-        return cls(
-            minutes=_field(minute, 0, 59),
-            hours=_field(hour, 0, 23),
-            days=None if last_day else _field(dom, 1, 31),
-            last_day=last_day,
-            months=_field(month, 1, 12, _MONTHS),
-            weekdays=None if nth else _field(dow, 1, 7, _DAYS),
-            nth_weekday=nth,
-            years=_field(year, 1970, 2199),
-        )
-
-    def matches(self, local: datetime) -> bool:
-        def ok(allowed: set[int] | None, value: int) -> bool:
-            return allowed is None or value in allowed
-
-        weekday = (local.isoweekday() % 7) + 1  # Sunday = 1
-        if not (
-            ok(self.minutes, local.minute)
-            and ok(self.hours, local.hour)
-            and ok(self.months, local.month)
-            and ok(self.years, local.year)
-        ):
-            return False
-        if self.last_day and local.day != calendar.monthrange(local.year, local.month)[1]:
-            return False
-        if not ok(self.days, local.day):
-            return False
-        if self.nth_weekday:
-            day, n = self.nth_weekday
-            return weekday == day and (local.day - 1) // 7 + 1 == n
-        return ok(self.weekdays, weekday)
 
 
 def _aware(value: Any) -> datetime | None:
@@ -169,9 +69,7 @@ class StoredSchedule:
     end: datetime | None
     created: datetime
     modified: Any
-    at: datetime | None = None
-    every: timedelta | None = None
-    cron: Cron | None = None
+    recurrence: Recurrence | None = None
 
     @classmethod
     def from_api(cls, item: dict[str, Any]) -> StoredSchedule:
@@ -193,45 +91,38 @@ class StoredSchedule:
             created=_aware(item.get("CreationDate")) or datetime.now(UTC),
             modified=item.get("LastModificationDate"),
         )
-        if m := _AT.match(schedule.expression):
-            schedule.at = datetime.fromisoformat(m.group(1)).replace(tzinfo=tz)
-        elif m := _RATE.match(schedule.expression):
-            unit = m.group(2).rstrip("s")
-            schedule.every = timedelta(seconds=int(m.group(1)) * _UNITS[unit])
-        elif m := _CRON.match(schedule.expression):
-            schedule.cron = Cron.parse(m.group(1))
-        else:
-            raise UnsupportedSchedule(f"cannot read schedule expression {schedule.expression!r}")
+        try:
+            expression = parse_expression(schedule.expression)
+        except InvalidExpression as exc:
+            raise UnsupportedSchedule(f"cannot read schedule expression {schedule.expression!r}: {exc}") from exc
+        # A rate counts from StartDate, else from the schedule's creation (Scheduler starts it at once).
+        first = schedule.start or (schedule.created if isinstance(expression, Rate) else None)
+        schedule.recurrence = Recurrence(expression, tz, start=first, end=schedule.end)
         return schedule
 
     @property
     def one_time(self) -> bool:
-        return self.at is not None
+        return self.recurrence is not None and isinstance(self.recurrence.expression, At)
 
     def due(self, since: datetime, until: datetime) -> list[datetime]:
-        """Scheduled times in ``(since, until]`` (UTC), within the schedule's start and end dates."""
+        """Scheduled times in ``(since, until]`` (UTC), within the schedule's start and end dates.
+
+        Recurring ones come from :mod:`massmailer.recurrence` (the project's one parser, with
+        Scheduler's daylight-saving rules); a one-time schedule fires once, even if late.
+        """
+        recurrence = self.recurrence
+        if recurrence is None:
+            return []
+        expression = recurrence.expression
+        if isinstance(expression, At):
+            at = expression.wall.replace(tzinfo=recurrence.time_zone).astimezone(UTC)
+            return [at] if at <= until and (self.end is None or at <= self.end) else []
         times: list[datetime] = []
-        if self.at is not None:
-            at = self.at.astimezone(UTC)
-            times = [at] if at <= until else []  # a one-time schedule fires once, even if late
-        elif self.every is not None:
-            anchor = self.start or self.created
-            if until >= anchor + self.every:
-                n_since = max(0, int((since - anchor) / self.every))
-                n_until = int((until - anchor) / self.every)
-                times = [anchor + k * self.every for k in range(max(n_since, 0) + 1, n_until + 1)]
-                times = [t for t in times if t > since]
-        elif self.cron is not None:
-            minute = since.replace(second=0, microsecond=0) + timedelta(minutes=1)
-            while minute <= until:
-                if self.cron.matches(minute.astimezone(self.timezone)):
-                    times.append(minute)
-                minute += timedelta(minutes=1)
-        return [
-            t
-            for t in times
-            if (self.start is None or t >= self.start or self.one_time) and (self.end is None or t <= self.end)
-        ]
+        for t in recurrence.firings(since):
+            if t > until:
+                break
+            times.append(t)
+        return times
 
 
 # --------------------------------------------------------------------------------------------------

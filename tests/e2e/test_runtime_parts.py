@@ -60,8 +60,14 @@ def test_cron_weekday_names_last_day_and_nth_weekday() -> None:
         datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC)
     )
     assert [t.day for t in second_tuesday] == [9]
+    # W, which the loop once refused, now fires as on Scheduler (massmailer.recurrence): the 15th of
+    # August 2026 is a Saturday, so 15W is Friday the 14th.
+    nearest_weekday = _schedule("cron(0 10 15W * ? *)").due(
+        datetime(2026, 8, 1, tzinfo=UTC), datetime(2026, 9, 1, tzinfo=UTC)
+    )
+    assert [t.day for t in nearest_weekday] == [14]
     with pytest.raises(UnsupportedSchedule):
-        _schedule("cron(0 10 15W * ? *)")
+        _schedule("cron(0 10 * * * *)")  # neither day field is '?'
 
 
 def test_rate_schedule_counts_from_its_start() -> None:
