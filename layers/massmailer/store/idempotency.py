@@ -156,9 +156,9 @@ class DynamoIdempotencyKeys(DynamoRepository):
         done = self._conditional(
             self._table.update_item,
             Key=keys.idempotency_key(key),
-            UpdateExpression="SET #state = :finished, status_code = :code, response = :response REMOVE #token",
+            UpdateExpression="SET #state = :finished, status_code = :code, #response = :response REMOVE #token",
             ConditionExpression="#token = :token",
-            ExpressionAttributeNames={"#token": "token", "#state": "state"},
+            ExpressionAttributeNames={"#token": "token", "#state": "state", "#response": "response"},
             ExpressionAttributeValues={
                 ":finished": FINISHED,
                 ":code": int(status_code),
