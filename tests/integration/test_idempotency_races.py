@@ -107,16 +107,19 @@ def test_ten_concurrent_requests_with_one_key_and_different_bodies_send_one_emai
 
 
 class HeldQueue(InMemoryQueue):
-    """A queue whose first send waits until ``release`` is set (the winner is still in flight)."""
+    """A queue whose first send waits until ``release`` is set (the winner is still in flight);
+    any later send goes through at once."""
 
     def __init__(self) -> None:
         super().__init__()
         self.release = threading.Event()
         self.entered = threading.Event()
+        self._first = threading.Lock()
 
     def send(self, queue: str, bodies: Sequence[str], delay_seconds: int = 0) -> None:
-        self.entered.set()
-        self.release.wait()
+        if self._first.acquire(blocking=False):
+            self.entered.set()
+            self.release.wait()
         super().send(queue, bodies, delay_seconds)
 
 

@@ -89,9 +89,14 @@ def _nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
+def _raw_message(variables: str) -> str:
+    """A message body as raw JSON text, with ``variables`` given as raw JSON text too."""
+    return '{"to": "jane@example.com", "subject": "s", "text": "t", "variables": ' + variables + "}"
+
+
 @pytest.mark.parametrize("depth", [MAX_JSON_DEPTH, 5000])
 def test_json_nested_past_the_limit_in_variables_is_422_naming_the_field(ctx: intake.IntakeContext, depth: int) -> None:
-    raw = '{"to": "jane@example.com", "subject": "s", "text": "t", "variables": {"deep": %s}}' % _nested(depth)
+    raw = _raw_message('{"deep": ' + _nested(depth) + "}")
     status, _, body = _post(ctx, "/v1/messages", raw)
     assert status == 422 and _fields(body) == ["variables"] and "32 levels" in body["errors"][0]["reason"]
     assert _queued(ctx) == 0
@@ -99,7 +104,7 @@ def test_json_nested_past_the_limit_in_variables_is_422_naming_the_field(ctx: in
 
 def test_json_nested_past_the_limit_in_an_audience_is_422_naming_the_field(ctx: intake.IntakeContext) -> None:
     raw = json.dumps({**CAMPAIGN, "audience": [{"email": "a@example.com", "variables": {}}]})
-    raw = raw.replace('"variables": {}', '"variables": {"x": %s}' % _nested(5000))
+    raw = raw.replace('"variables": {}', '"variables": {"x": ' + _nested(5000) + "}")
     status, _, body = _post(ctx, "/v1/campaigns", raw)
     assert status == 422 and _fields(body) == ["audience"]
 
@@ -127,7 +132,7 @@ def test_a_5000_deep_value_given_to_the_model_is_refused_not_a_recursion_error()
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_tokens_are_refused_naming_the_field(ctx: intake.IntakeContext, token: str) -> None:
-    raw = '{"to": "jane@example.com", "subject": "s", "text": "t", "variables": {"total": %s}}' % token
+    raw = _raw_message('{"total": ' + token + "}")
     status, _, body = _post(ctx, "/v1/messages", raw)
     assert status == 422 and _fields(body) == ["variables"] and "total" in body["errors"][0]["reason"]
     assert _queued(ctx) == 0
@@ -147,10 +152,13 @@ def test_content_too_large_for_one_item_is_413_naming_the_limit(ctx: intake.Inta
     assert _queued(ctx) == 0 and not ctx.blobs.objects  # type: ignore[attr-defined]
 
 
-def test_content_refused_as_too_large_leaves_its_key_free(ctx: intake.IntakeContext) -> None:
-    status, _, _ = _post(ctx, "/v1/messages", {**MESSAGE, "html": "中" * 200_000}, {"Idempotency-Key": "k-3"})
-    assert status == 413
-    status, _, _ = _post(ctx, "/v1/messages", {**MESSAGE, "html": "中" * 1000}, {"Idempotency-Key": "k-3"})
+def test_a_request_refused_before_any_write_leaves_its_key_free(ctx: intake.IntakeContext) -> None:
+    missing = {**CAMPAIGN, "audience": None, "audience_object": "audiences/missing.csv"}
+    status, _, body = _post(ctx, "/v1/campaigns", missing, {"Idempotency-Key": "k-3"})
+    assert status == 422 and _fields(body) == ["audience_object"]
+
+    status, _, _ = _post(ctx, "/v1/campaigns", CAMPAIGN, {"Idempotency-Key": "k-3"})  # corrected, same key
+
     assert status == 202
 
 
