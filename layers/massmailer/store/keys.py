@@ -12,7 +12,7 @@ parked batch           CAMPAIGN#<id>         PARKED# a batch that arrived while 
 campaign roster        CAMPAIGN#<id>         RCPT#   one split chunk's recipients (#<chunk start, 24 digits>)
 message record         MSG#<message_id>      MSG     status, attempts, lease; GSI1PK=PMID#<id> (opt-in)
 suppression            SUPP#<address key>    SUPP    reason, details
-idempotency key        IDEMP#<key>           IDEMP   request hash + stored response, TTL 24 h
+idempotency key        IDEMP#<scope:key>     IDEMP   state, request hash, ids, lease, response; TTL 24 h
 processed SES event    EVT#<digest>          EVT     de-duplicates notifications, TTL 30 days
 counted queue message  COUNTED#<message id>  COUNTED a sender batch's counts were added, TTL 14 days
 rate-limit window      RATE#<provider>       W#<n>   tokens used in second n, TTL
