@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -13,12 +14,26 @@ from massmailer import intake, wiring
 from massmailer.errors import TemplateError
 from massmailer.exports import ExportRecipientsRequest
 from massmailer.lifecycle import TransitionNotAllowed
-from massmailer.models import CampaignRequest, ResumeRequest, SendRequest
+from massmailer.models import CampaignRequest, NestingTooDeep, ResumeRequest, SendRequest, check_json_depth
 from massmailer.queues import QueueUnavailable
 from massmailer.store import StoreUnavailable
 
 logger = Logger()
-app = APIGatewayRestResolver(enable_validation=True)
+
+
+def _json_body(raw: str) -> Any:
+    """The body, parsed once its nesting is known to be within ``MAX_JSON_DEPTH`` (422 otherwise:
+    the parser recurses per level)."""
+    try:
+        check_json_depth(raw)
+    except NestingTooDeep as exc:
+        raise RequestValidationError(
+            [{"type": "too_deep", "loc": ("body", exc.field), "msg": str(exc), "input": {}, "ctx": {}}]
+        ) from None
+    return json.loads(raw)
+
+
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=_json_body)
 
 
 def _context() -> intake.IntakeContext:
@@ -38,16 +53,20 @@ def _error(status: int, message: str, errors: list[dict[str, Any]] | None = None
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
+def _accepted(answer: intake.Accepted) -> Response[dict[str, Any]]:
+    """The answer; a replay of an Idempotency-Key's first response says so (``Idempotent-Replayed``)."""
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return Response(answer.status_code, content_types.APPLICATION_JSON, answer.body, headers=headers)
+
+
 @app.post("/v1/messages")
 def post_message(request: SendRequest) -> Response[dict[str, Any]]:
-    return Response(202, content_types.APPLICATION_JSON, intake.accept_message(_context(), request, _idempotency_key()))
+    return _accepted(intake.accept_message(_context(), request, _idempotency_key()))
 
 
 @app.post("/v1/campaigns")
 def post_campaign(request: CampaignRequest) -> Response[dict[str, Any]]:
-    return Response(
-        202, content_types.APPLICATION_JSON, intake.accept_campaign(_context(), request, _idempotency_key())
-    )
+    return _accepted(intake.accept_campaign(_context(), request, _idempotency_key()))
 
 
 @app.get("/v1/messages/<message_id>")
@@ -167,6 +186,17 @@ def _bad_value(exc: ValueError) -> Response:
 @app.exception_handler(intake.Conflict)
 def _conflict(exc: intake.Conflict) -> Response:
     return _error(422, str(exc), [{"field": "Idempotency-Key", "reason": str(exc)}])
+
+
+@app.exception_handler(intake.KeyInFlight)
+def _in_flight(exc: intake.KeyInFlight) -> Response:
+    body = {"error": str(exc), "errors": [{"field": "Idempotency-Key", "reason": str(exc)}]}
+    return Response(409, content_types.APPLICATION_JSON, body, headers={"Retry-After": str(exc.retry_after)})
+
+
+@app.exception_handler(intake.ContentTooLarge)
+def _too_large(exc: intake.ContentTooLarge) -> Response:
+    return _error(413, str(exc), [{"field": "html/text", "reason": str(exc)}])
 
 
 @app.exception_handler(intake.UnusableAudience)

@@ -13,6 +13,9 @@ class InvalidAddress(ValueError):
     pass
 
 
+MAX_LOCAL_PART_OCTETS = 64  # RFC 5321 4.5.3.1.1 (``email_validator`` 2.x no longer checks it)
+
+
 # The common case — an ASCII dot-atom local part at an ASCII domain — is checked with one regex and a
 # per-domain cache; anything else (quoted local parts, internationalized names, odd lengths) goes to
 # ``email_validator`` whole. Both paths accept and reject the same addresses: the domain is still
@@ -46,6 +49,12 @@ def normalize_address(value: str) -> str:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
         raise InvalidAddress(f"not a valid e-mail address: {exc}") from None
+    octets = len(result.local_part.encode())
+    if octets > MAX_LOCAL_PART_OCTETS:
+        raise InvalidAddress(
+            f"not a valid e-mail address: the part before the @-sign is {octets} octets; "
+            f"at most {MAX_LOCAL_PART_OCTETS} (RFC 5321)"
+        )
     return result.normalized
 
 

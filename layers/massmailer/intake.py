@@ -4,9 +4,12 @@ A campaign's audience is inline (written to the bucket as JSONL) or an object al
 (``audience_object``, CSV or JSONL), whose header is checked here — a missing object or a CSV without
 an ``email`` column is the caller's error (``UnusableAudience`` → 422), not a split that fails later.
 
-Accepting is idempotent: with an ``Idempotency-Key`` the ids are derived from the key, so a retried
-request that crashed half-way finishes the same work instead of doing it twice, and a retried request
-that had succeeded gets the first response back.
+Accepting is idempotent (the IETF draft "The Idempotency-Key HTTP Header Field"): with an
+``Idempotency-Key`` the key is recorded first, in flight, with the request's hash and random ids
+(``store.idempotency``); a concurrent request with the key is refused (``KeyInFlight``, 409), one with
+another body too (``Conflict``, 422), a finished one replays the first response (``Accepted.replayed``),
+and one whose first attempt crashed takes the key over and finishes the same work with the same ids
+(every write of it is conditional). An expired key is new: new ids.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +32,7 @@ from massmailer.audiences import AudienceError, open_audience
 from massmailer.blobs import Blobs, Uploads
 from massmailer.lifecycle import MOVES, Action, Actor, TransitionNotAllowed, UnknownCampaign, check
 from massmailer.models import (
+    MAX_STORED_CONTENT_BYTES,
     BatchMessage,
     BatchRecipient,
     Campaign,
@@ -51,6 +57,7 @@ from massmailer.store import (
     IdempotencyKeys,
     Messages,
     StoredCampaign,
+    StoreUnavailable,
     Suppressions,
 )
 from massmailer.unsubscribe import Unsubscriber
@@ -59,7 +66,36 @@ logger = logging.getLogger(__name__)
 
 
 class Conflict(Exception):
-    """An Idempotency-Key was reused with a different request."""
+    """An Idempotency-Key was reused with a different request (422)."""
+
+
+class KeyInFlight(Exception):
+    """A request with the same Idempotency-Key is being worked on (409, ``Retry-After`` seconds)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("a request with this Idempotency-Key is in progress; retry after it finishes")
+        self.retry_after = retry_after
+
+
+class ContentTooLarge(Exception):
+    """The content cannot be stored in one table item (413 naming the limit)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"subject, html, text and headers are {size} bytes as stored (UTF-8 JSON); "
+            f"at most {MAX_STORED_CONTENT_BYTES}"
+        )
+        self.size = size
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An accepted request's answer: its status code and body; ``replayed``: the first response to
+    the same Idempotency-Key, returned again."""
+
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool = False
 
 
 class NotFound(Exception):
@@ -106,26 +142,56 @@ def _request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _new_id(prefix: str, idempotency_key: str | None) -> str:
-    if idempotency_key:
-        return f"{prefix}-{hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]}"
+def _new_id(prefix: str) -> str:
+    """A fresh id: random, also with an Idempotency-Key (the key record keeps it for retries)."""
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
-def _replayed(ctx: IntakeContext, scope: str, key: str | None, body: dict[str, Any]) -> dict[str, Any] | None:
+# Refusals raised before the work writes anything: the key is forgotten, so the caller may fix the
+# request and send it again with the same key.
+_REFUSED_BEFORE_WRITING = (UnusableAudience, ContentTooLarge)
+
+
+def _idempotent(
+    ctx: IntakeContext,
+    scope: str,
+    key: str | None,
+    body: dict[str, Any],
+    ids: dict[str, str],
+    work: Callable[[dict[str, str]], dict[str, Any]],
+) -> Accepted:
+    """Run ``work(ids)`` (202) once per Idempotency-Key: recorded first, in flight; see the module."""
     if not key:
-        return None
-    earlier = ctx.idempotency.recall_request(f"{scope}:{key}")
-    if earlier is None:
-        return None
-    if earlier["request_hash"] != _request_hash(body):
+        return Accepted(202, work(ids))
+    name = f"{scope}:{key}"
+    claim = ctx.idempotency.begin(name, _request_hash(body), ids)
+    if claim.outcome == "mismatch":
         raise Conflict("Idempotency-Key was already used with a different request body")
-    return earlier["response"]
+    if claim.outcome == "in_flight":
+        raise KeyInFlight(claim.retry_after)
+    if claim.outcome == "finished":
+        return Accepted(claim.status_code, claim.response or {}, replayed=True)
+    try:
+        response = work(claim.ids)
+        ctx.idempotency.finish(name, claim.token, 202, response)
+    except _REFUSED_BEFORE_WRITING:
+        with suppress(StoreUnavailable):
+            ctx.idempotency.forget(name, claim.token)
+        raise
+    except BaseException:
+        # Failed half-way (store or queue unavailable): end the lease now, so a retry takes the key
+        # over at once and finishes the same work with the same ids (otherwise it waits the lease).
+        with suppress(StoreUnavailable):
+            ctx.idempotency.release(name, claim.token)
+        raise
+    return Accepted(202, response)
 
 
-def _remember(ctx: IntakeContext, scope: str, key: str | None, body: dict[str, Any], response: dict[str, Any]) -> None:
-    if key:
-        ctx.idempotency.remember_request(f"{scope}:{key}", _request_hash(body), response)
+def _check_stored_size(document: dict[str, Any]) -> None:
+    """The content must fit one DynamoDB item (400 KB) with room for the record's own fields."""
+    size = len(json.dumps(document, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    if size > MAX_STORED_CONTENT_BYTES:
+        raise ContentTooLarge(size)
 
 
 def _content(request: Content) -> Content:
@@ -133,17 +199,8 @@ def _content(request: Content) -> Content:
     return Content.model_validate({name: getattr(request, name) for name in Content.model_fields})
 
 
-def accept_message(ctx: IntakeContext, request: SendRequest, idempotency_key: str | None = None) -> dict[str, Any]:
-    body = request.model_dump(mode="json", by_alias=True)
-    replay = _replayed(ctx, "message", idempotency_key, body)
-    if replay is not None:
-        return replay
+def accept_message(ctx: IntakeContext, request: SendRequest, idempotency_key: str | None = None) -> Accepted:
     compile_content(request)  # a template that does not compile is the caller's error (TemplateError)
-    message_id = _new_id("msg", idempotency_key)
-    now = datetime.now(UTC)
-    record = MessageRecord(
-        message_id=message_id, email=request.to, status=Status.QUEUED, lane=request.priority, created_at=now
-    )
     payload = {
         "content": _content(request).model_dump(mode="json"),
         "from_address": request.from_address or ctx.from_address,
@@ -151,28 +208,54 @@ def accept_message(ctx: IntakeContext, request: SendRequest, idempotency_key: st
         "reply_to": request.reply_to,
         "headers": request.headers,
     }
-    created = ctx.messages.create_message(record, payload)
-    existing = None if created else ctx.messages.get_message(message_id)
-    if created or (existing and existing.get("status") == Status.QUEUED.value):
-        # (Re-)enqueue; a duplicate queue message is harmless, the sender's claim dedupes it.
-        batch = BatchMessage(
-            kind="transactional",
+    _check_stored_size(payload)
+
+    def work(ids: dict[str, str]) -> dict[str, Any]:
+        message_id = ids["message_id"]
+        record = MessageRecord(
+            message_id=message_id,
+            email=request.to,
+            status=Status.QUEUED,
             lane=request.priority,
-            recipients=[BatchRecipient(message_id=message_id, email=request.to, variables=request.variables)],
+            created_at=datetime.now(UTC),
         )
-        ctx.queue.send(request.priority.value, [batch.model_dump_json()])
-    response = {"message_id": message_id, "status": Status.QUEUED.value, "lane": request.priority.value}
-    _remember(ctx, "message", idempotency_key, body, response)
-    return response
+        created = ctx.messages.create_message(record, payload)
+        existing = None if created else ctx.messages.get_message(message_id)
+        if created or (existing and existing.get("status") == Status.QUEUED.value):
+            # (Re-)enqueue; a duplicate queue message is harmless, the sender's claim dedupes it.
+            batch = BatchMessage(
+                kind="transactional",
+                lane=request.priority,
+                recipients=[BatchRecipient(message_id=message_id, email=request.to, variables=request.variables)],
+            )
+            ctx.queue.send(request.priority.value, [batch.model_dump_json()])
+        return {"message_id": message_id, "status": Status.QUEUED.value, "lane": request.priority.value}
 
-
-def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_key: str | None = None) -> dict[str, Any]:
     body = request.model_dump(mode="json", by_alias=True)
-    replay = _replayed(ctx, "campaign", idempotency_key, body)
-    if replay is not None:
-        return replay
+    return _idempotent(ctx, "message", idempotency_key, body, {"message_id": _new_id("msg")}, work)
+
+
+def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_key: str | None = None) -> Accepted:
     compile_content(request)
-    campaign_id = _new_id("cmp", idempotency_key)
+    _check_stored_size(
+        {
+            "name": request.name,
+            "content": _content(request).model_dump(mode="json"),
+            "from_name": request.from_name,
+            "headers": request.headers,
+        }
+    )
+
+    def work(ids: dict[str, str]) -> dict[str, Any]:
+        return _create_campaign(ctx, request, ids["campaign_id"])
+
+    body = request.model_dump(mode="json", by_alias=True)
+    return _idempotent(ctx, "campaign", idempotency_key, body, {"campaign_id": _new_id("cmp")}, work)
+
+
+def _create_campaign(ctx: IntakeContext, request: CampaignRequest, campaign_id: str) -> dict[str, Any]:
+    """Every write here is conditional or repeats the same bytes, so a retry that took the key over
+    finishes the same campaign: ``put_campaign`` never resets an existing one's counters or cursor."""
     now = datetime.now(UTC)
     scheduled = request.send_at is not None and request.send_at > now
     audience_etag = None
@@ -211,8 +294,7 @@ def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_ke
         guard={**(ctx.guard_defaults or {}), **(request.guard.model_dump(exclude_none=True) if request.guard else {})}
         or None,
     )
-    if ctx.campaigns.get_campaign(campaign_id) is None:
-        ctx.campaigns.put_campaign(campaign)
+    ctx.campaigns.put_campaign(campaign)  # conditional: an existing campaign is left as it is
     split = SplitRequest(campaign_id=campaign_id).model_dump_json()
     if scheduled and request.send_at is not None:
         if ctx.schedules is None:
@@ -220,14 +302,12 @@ def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_ke
         ctx.schedules.once(f"campaign-{campaign_id}", request.send_at, SPLIT_QUEUE.key, split)
     else:
         ctx.queue.send(SPLIT_QUEUE.key, [split])
-    response = {
+    return {
         "campaign_id": campaign_id,
         "status": campaign.status.value,
         "recipients": len(request.audience) if request.audience is not None else None,  # object: see counts
         "lane": request.priority.value,
     }
-    _remember(ctx, "campaign", idempotency_key, body, response)
-    return response
 
 
 def message_status(ctx: IntakeContext, message_id: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -56,6 +57,65 @@ def _address(value: str) -> str:
 EmailAddress = Annotated[str, AfterValidator(_address)]
 HeaderText = Annotated[str, StringConstraints(max_length=998), AfterValidator(_no_crlf)]
 MAX_VARIABLES_BYTES = 4096  # per recipient: 50 recipients stay well under SQS's 256 KiB message limit
+MAX_JSON_DEPTH = 32  # objects and arrays nested in a request body (the body itself is level 1)
+# Subject, bodies and headers as stored (compact JSON, UTF-8): a message record or a campaign's
+# CONTENT item is one DynamoDB item, at most 400 KB; the rest of the item stays well under 100 KB.
+MAX_STORED_CONTENT_BYTES = 300_000
+RESERVED_HEADER_PREFIX = "x-massmailer-"  # stamped by MassMailer (the bounce handler matches on them)
+
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+class NestingTooDeep(ValueError):
+    """A JSON document nests deeper than ``MAX_JSON_DEPTH``; ``field``: the top-level member."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"nests deeper than {MAX_JSON_DEPTH} levels of objects and arrays")
+        self.field = field
+
+
+def check_json_depth(raw: str) -> None:
+    """Refuse a JSON text nested deeper than ``MAX_JSON_DEPTH`` *before* it is parsed (a parser
+    recurses per level: 5,000 levels raise RecursionError). One regex pass over strings and brackets,
+    no recursion; malformed text is left to the parser."""
+    depth, member = 0, "body"
+    last_string = ""
+    for token in _JSON_TOKENS.finditer(raw):
+        text = token.group()
+        if text[0] == '"':
+            last_string = text
+        elif text in "[{":
+            if depth == 1:
+                member = _member_name(last_string)
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise NestingTooDeep(member)
+        else:
+            depth -= 1
+
+
+def _member_name(quoted: str) -> str:
+    try:
+        name = json.loads(quoted) if quoted else "body"
+    except ValueError:
+        return "body"
+    return name if isinstance(name, str) and name else "body"
+
+
+def _plain_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Variables are plain JSON: finite numbers (no NaN or Infinity) and at most ``MAX_JSON_DEPTH``
+    levels deep. Walked without recursion, so any depth is refused, never a RecursionError."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{path or 'value'}: {item} is not a JSON number (NaN and Infinity are refused)")
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels of objects and arrays")
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            stack.extend((child, depth + 1, f"{path}.{name}" if path else str(name)) for name, child in children)
+    return value
 
 
 def variables_size(value: dict[str, Any]) -> int:
@@ -70,7 +130,7 @@ def _small_variables(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-Variables = Annotated[dict[str, Any], AfterValidator(_small_variables)]
+Variables = Annotated[dict[str, Any], AfterValidator(_plain_json), AfterValidator(_small_variables)]
 
 
 class Lane(StrEnum):
@@ -151,6 +211,8 @@ def _check_headers(headers: dict[str, str]) -> dict[str, str]:
             raise ValueError(f"header name {name!r} is not a valid RFC 5322 field name")
         if name.lower() in _RESERVED_HEADERS:
             raise ValueError(f"header {name!r} is set by MassMailer and cannot be overridden")
+        if name.lower().startswith(RESERVED_HEADER_PREFIX):
+            raise ValueError(f"header {name!r} is reserved: every X-MassMailer-* header is set by MassMailer")
         _no_crlf(value)
     return headers
 

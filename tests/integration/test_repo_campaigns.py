@@ -250,3 +250,18 @@ def test_rosters_read_back_in_split_order_from_a_start(campaigns: Campaigns) -> 
     stored = campaigns.get_campaign("c1")  # the rosters are not read with the campaign
     assert stored is not None and stored.campaign.campaign_id == "c1"
     assert campaigns.parked_batches("c1") == []
+
+
+def test_creating_a_campaign_that_exists_changes_nothing(campaigns: Campaigns) -> None:
+    assert campaigns.put_campaign(make_campaign("c1", status=CampaignStatus.SPLITTING))
+    assert campaigns.advance_split("c1", 0, 5, {"total": 3}, False)
+    campaigns.add_campaign_counts("c1", {"sent": 2})
+
+    again = make_campaign("c1", status=CampaignStatus.SCHEDULED)
+    again.name = "a retry's copy"
+    assert not campaigns.put_campaign(again)
+
+    stored = campaigns.get_campaign("c1")
+    assert stored is not None and stored.campaign.name == "campaign c1"
+    assert stored.campaign.status == CampaignStatus.SPLITTING
+    assert (stored.split_cursor, stored.counts.total, stored.counts.sent) == (5, 3, 2)

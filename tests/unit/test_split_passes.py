@@ -77,11 +77,13 @@ def _audience(n: int = 1500, seed: int = 3) -> tuple[bytes, list[str]]:
     return ("\r\n".join(lines) + "\r\n").encode(), suppressed
 
 
-def _context(data: bytes, suppressed: list[str], budget: int, read_size: int = 1 << 20) -> SplitterContext:
+def _context(
+    data: bytes, suppressed: list[str], budget: int, read_size: int = 1 << 20, key: str = "audiences/a.csv"
+) -> SplitterContext:
     store, queue, blobs = Stores.in_memory(), InMemoryQueue(), InMemoryBlobs(read_size=read_size)
-    blobs.put("audiences/a.csv", data)
+    blobs.put(key, data)
     campaign = make_campaign("c1", status=CampaignStatus.SPLITTING)
-    campaign.audience_key = "audiences/a.csv"
+    campaign.audience_key = key
     store.campaigns.put_campaign(campaign)
     for address in suppressed:
         store.suppressions.suppress(address, "bounce")
@@ -193,11 +195,7 @@ def test_jsonl_multi_pass_matches_single_pass() -> None:
     data = ("\n".join(rows + ["{bad json", '{"email": "nope"}']) + "\n").encode()
     outcomes = []
     for budget in (32 << 20, 1024):
-        ctx = _context(b"", [], budget)
-        ctx.blobs.put("audiences/a.jsonl", data)  # type: ignore[attr-defined]
-        stored = ctx.campaigns.get_campaign("c1")
-        stored.campaign.audience_key = "audiences/a.jsonl"  # type: ignore[union-attr]
-        ctx.campaigns.put_campaign(stored.campaign)  # type: ignore[union-attr]
+        ctx = _context(data, [], budget, key="audiences/a.jsonl")
         assert split_campaign(ctx, SplitRequest(campaign_id="c1")).done
         outcomes.append(_outcome(ctx))
     assert outcomes[0] == outcomes[1]

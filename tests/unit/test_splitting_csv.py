@@ -26,11 +26,12 @@ def _csv(rows: list[list[str]], newline: str = "\n") -> bytes:
     return out.getvalue().encode()
 
 
-def _setup(data: bytes, read_size: int = 1 << 20, key: str = KEY) -> SplitterContext:
+def _setup(data: bytes, read_size: int = 1 << 20, key: str = KEY, pin_etag: bool = False) -> SplitterContext:
     store, queue, blobs = Stores.in_memory(), InMemoryQueue(), InMemoryBlobs(read_size=read_size)
     blobs.put(key, data)
     campaign = make_campaign("c1", status=CampaignStatus.SPLITTING)
     campaign.audience_key = key
+    campaign.audience_etag = blobs.etag(key) if pin_etag else None
     store.campaigns.put_campaign(campaign)
     return SplitterContext(campaigns=store.campaigns, suppressions=store.suppressions, queue=queue, blobs=blobs)
 
@@ -218,10 +219,7 @@ def test_a_split_whose_audience_became_unusable_fails_the_campaign_with_the_reas
 
 
 def test_an_audience_replaced_after_the_campaign_was_accepted_fails_it() -> None:
-    ctx = _setup(_csv([["email"], *([f"u{i}@example.com"] for i in range(10))]))
-    stored = ctx.campaigns.get_campaign("c1")
-    stored.campaign.audience_etag = ctx.blobs.etag(KEY)  # type: ignore[attr-defined,union-attr]
-    ctx.campaigns.put_campaign(stored.campaign)  # type: ignore[union-attr]
+    ctx = _setup(_csv([["email"], *([f"u{i}@example.com"] for i in range(10))]), pin_etag=True)
     ctx.blobs.put(KEY, b"email\nsomeone.else@example.com\n")
 
     report = split_campaign(ctx, SplitRequest(campaign_id="c1"))

@@ -98,7 +98,7 @@ def created_sort(created_at: datetime) -> str:
 
 
 class Campaigns(Protocol):
-    def put_campaign(self, campaign: Campaign) -> None: ...
+    def put_campaign(self, campaign: Campaign) -> bool: ...
     def get_campaign(self, campaign_id: str) -> StoredCampaign | None: ...
     def status_of(self, campaign_id: str) -> CampaignStatus | None: ...
     def transition(
@@ -235,13 +235,19 @@ def _counter_adds(deltas: Mapping[str, int]) -> tuple[str, dict[str, str], dict[
     return clause, names, values
 
 
+_ABSENT = f"attribute_not_exists({keys.PK})"
+
+
 class DynamoCampaigns(DynamoRepository):
-    def put_campaign(self, campaign: Campaign) -> None:
+    def put_campaign(self, campaign: Campaign) -> bool:
+        """Create the campaign; False (and nothing changed) if it exists. Every write is conditional
+        (``attribute_not_exists``): a concurrent or late retry of the creating request can never
+        reset a campaign's status, counters or split cursor, nor replace its document."""
         # The content first: META is what makes the campaign exist (counters require it).
         content = {**keys.campaign_content_key(campaign.campaign_id), "data": campaign.model_dump_json()}
-        self._call(self._table.put_item, Item=content)
+        self._conditional(self._table.put_item, Item=content, ConditionExpression=_ABSENT)
         # The card next (one small write, once): a card without META is skipped by the list.
-        self._call(self._table.put_item, Item=_card(campaign))
+        self._conditional(self._table.put_item, Item=_card(campaign), ConditionExpression=_ABSENT)
         item = {
             **keys.campaign_key(campaign.campaign_id),
             "kind": "campaign",
@@ -252,7 +258,7 @@ class DynamoCampaigns(DynamoRepository):
             "created_at": campaign.created_at.isoformat(),
             **{f"c_{name}": 0 for name in COUNTER_FIELDS},
         }
-        self._call(self._table.put_item, Item=item)
+        return self._conditional(self._table.put_item, Item=item, ConditionExpression=_ABSENT) is not None
 
     def get_campaign(self, campaign_id: str) -> StoredCampaign | None:
         """META and CONTENT in one strongly consistent query of the campaign's partition (the sort
@@ -568,9 +574,11 @@ class InMemoryCampaigns(InMemoryRepository):
         self.parked: dict[str, dict[str, ParkedBatch]] = {}
         self.roster_by_id: dict[str, dict[int, Roster]] = {}
 
-    def put_campaign(self, campaign: Campaign) -> None:
+    def put_campaign(self, campaign: Campaign) -> bool:
         with self._lock:
             self.meter.write()
+            if campaign.campaign_id in self.by_id:
+                return False
             self.by_id[campaign.campaign_id] = {
                 "data": campaign.model_dump_json(),
                 "card": _card(campaign),
@@ -580,6 +588,7 @@ class InMemoryCampaigns(InMemoryRepository):
                 "resumes": 0,
                 **{f"c_{name}": 0 for name in COUNTER_FIELDS},
             }
+            return True
 
     def get_campaign(self, campaign_id: str) -> StoredCampaign | None:
         item = self.by_id.get(campaign_id)

@@ -14,7 +14,7 @@ recipient export       EXPORT#<id>           EXPORT  status, lease, multipart up
 message record         MSG#<message_id>      MSG     status, attempts, lease; GSI1PK=PMID#<id> (opt-in)
 suppression            SUPP#<address key>    SUPP    reason, details
 suppressed since       SUPPSINCE#<UTC hour>  <ms>#   + the address key: suppressions by time, TTL 1 day
-idempotency key        IDEMP#<key>           IDEMP   request hash + stored response, TTL 24 h
+idempotency key        IDEMP#<scope:key>     IDEMP   state, request hash, ids, lease, response; TTL 24 h
 processed SES event    EVT#<digest>          EVT     de-duplicates notifications, TTL 30 days
 counted queue message  COUNTED#<message id>  COUNTED a sender batch's counts were added, TTL 14 days
 rate-limit window      RATE#<provider>       W#<n>   tokens used in second n, TTL

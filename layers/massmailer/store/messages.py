@@ -88,7 +88,7 @@ class DynamoMessages(DynamoRepository):
         item = {
             **keys.message_key(record.message_id),
             **{k: v for k, v in record.model_dump(mode="json").items() if v is not None},
-            "payload": json.dumps(payload, separators=(",", ":")),
+            "payload": json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
         }
         return (
             self._conditional(self._table.put_item, Item=item, ConditionExpression="attribute_not_exists(PK)")
