@@ -61,8 +61,8 @@ def test_bad_thresholds_are_422_naming_the_field(guard: dict[str, Any], field: s
 def test_a_campaigns_thresholds_are_stored_over_the_stage_defaults_and_shown() -> None:
     stores = Stores.in_memory()
     ctx = _ctx(stores)
-    own = intake.accept_campaign(ctx, _request(guard={"bounce_rate": 0.5, "min_events": 1}))["campaign_id"]
-    plain = intake.accept_campaign(ctx, _request())["campaign_id"]
+    own = intake.accept_campaign(ctx, _request(guard={"bounce_rate": 0.5, "min_events": 1})).body["campaign_id"]
+    plain = intake.accept_campaign(ctx, _request()).body["campaign_id"]
     assert intake.campaign_status(ctx, own)["guard"] == {**STAGE, "bounce_rate": 0.5, "min_events": 1}
     assert (
         intake.campaign_status(ctx, plain)["guard"]
@@ -79,8 +79,8 @@ def test_a_campaigns_thresholds_are_stored_over_the_stage_defaults_and_shown() -
 def test_the_guard_applies_the_campaigns_own_thresholds() -> None:
     stores = Stores.in_memory()
     ctx = _ctx(stores)
-    strict = intake.accept_campaign(ctx, _request(guard={"bounce_rate": 0.01, "min_sent": 10, "min_events": 1}))
-    lenient = intake.accept_campaign(ctx, _request(guard={"bounce_rate": 0.9}))
+    strict = intake.accept_campaign(ctx, _request(guard={"bounce_rate": 0.01, "min_sent": 10, "min_events": 1})).body
+    lenient = intake.accept_campaign(ctx, _request(guard={"bounce_rate": 0.9})).body
     for accepted in (strict, lenient):
         stores.campaigns.add_campaign_counts(accepted["campaign_id"], {"sent": 200, "bounced": 20})  # 10 %
     # The default guard (5 %) would pause both; each campaign's own thresholds decide.
