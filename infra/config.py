@@ -81,6 +81,12 @@ class SendingConfig(_Section):
     smtp_port: int = 587
     smtp_starttls: bool = True
     max_attempts: int = Field(default=4, description="First try plus retries")
+    throttle_budget_hours: float = Field(
+        default=24.0, gt=0, description="A recipient throttled this long after its first attempt ends FAILED"
+    )
+    quota_recheck_minutes: float = Field(
+        default=10.0, ge=1, description="How often a provider parked for its daily quota has its quota read again"
+    )
     lane_max_concurrency: Mapping[str, int] = Field(
         default_factory=lambda: {key: lane.max_concurrency for key, lane in spec.LANES.items()}
     )
@@ -127,6 +133,8 @@ class SendingConfig(_Section):
             "smtp_port": self.smtp_port,
             "smtp_starttls": self.smtp_starttls,
             "max_attempts": self.max_attempts,
+            "throttle_budget_hours": self.throttle_budget_hours,
+            "quota_recheck_minutes": self.quota_recheck_minutes,
             "unsubscribe_mailto": self.unsubscribe_mailto,
             "index_provider_ids": self.index_provider_ids,
         }

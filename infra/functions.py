@@ -9,8 +9,8 @@ Who may do what:
 * splitter — table read/write, read audiences (under ``audiences/`` only), enqueue on the high/low
              lanes and the split queue (continuations).
 * sender   — table read/write, consume and re-enqueue (retries) on both lanes, SES
-             SendEmail/SendRawEmail for the stage's identity and configuration set, read the SMTP and
-             signing secrets.
+             SendEmail/SendRawEmail for the stage's identity and configuration set, SES GetAccount
+             (the daily quota, read while SES is parked), read the SMTP and signing secrets.
 * bounce   — table read/write, consume the bounce queue.
 """
 
@@ -153,6 +153,14 @@ class PipelineFunctions(Construct):
                     ses.configuration_set_arn,
                 ],
             )
+        )
+        sender.function.add_to_role_policy(
+            iam.PolicyStatement(sid="ReadSesQuota", actions=["ses:GetAccount"], resources=["*"])
+        )
+        sender.acknowledge_wildcards(
+            "ses:GetAccount (read-only: the account's sending quota, read while SES is parked for its daily "
+            "quota) has no resource type, so IAM accepts only Resource '*' for it; it is the only action there.",
+            wildcard_resource(self, "*"),
         )
         secrets.smtp.grant_read(sender.function)
         secrets.signing_key.grant_read(sender.function)  # signs List-Unsubscribe tokens

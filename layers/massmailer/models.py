@@ -267,6 +267,10 @@ class BatchRecipient(BaseModel):
     variables: Variables = Field(default_factory=dict)
     attempt: int = 0  # attempts already used (throttling never increments it)
     not_before: float | None = None  # epoch seconds: a retry delayed beyond SQS's 15 minutes waits in hops
+    # Throttling's budget (``sending.RetryPolicy.throttle_budget``): when the sender first tried this
+    # recipient (epoch seconds), and how many times in a row it was throttled (its next delay grows).
+    first_attempt_at: float | None = None
+    throttles: int = 0
 
 
 class BatchMessage(BaseModel):
