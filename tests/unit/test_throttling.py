@@ -14,7 +14,7 @@ from massmailer.memory import InMemoryQueue
 from massmailer.mime import OutgoingEmail
 from massmailer.models import BatchMessage, BatchRecipient, Content, Lane
 from massmailer.providers.chain import ProviderChain
-from massmailer.resilience import ParkingPolicy, ProviderParking, is_quota_exhausted
+from massmailer.resilience import ParkingPolicy, ProviderParking, QuotaReader, is_quota_exhausted
 from massmailer.sending import RetryPolicy, SenderContext, send_batch
 from massmailer.settings import Settings
 from massmailer.spec import ENV, SQS_MAX_DELAY_SECONDS
@@ -165,7 +165,9 @@ def test_only_the_daily_quota_error_parks() -> None:
     assert not is_quota_exhausted(Transient("LimitExceededException", provider="ses"))
 
 
-def _parked_chain(state: InMemorySharedState, clock: Clock, ses: FakeProvider, relay: FakeProvider, quota) -> ProviderChain:
+def _parked_chain(
+    state: InMemorySharedState, clock: Clock, ses: FakeProvider, relay: FakeProvider, quota: QuotaReader
+) -> ProviderChain:
     parking = ProviderParking(state, {"ses": quota}, ParkingPolicy(recheck_seconds=600), clock=clock)
     return ProviderChain([ses, relay], parking=parking)
 
