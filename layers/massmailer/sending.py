@@ -246,6 +246,9 @@ def send_batch(
     def prepare(recipient: BatchRecipient) -> _Result | _Prepared:
         if time_left is not None and time_left() < ctx.time_margin:
             return _Result(recipient, "deferred")
+        parked = _wait_for_park(ctx, recipient)  # parked by an earlier recipient of this batch
+        if parked is not None:
+            return parked
         return _guarded(ctx, recipient, lambda: _prepare(ctx, batch, campaign, recipient, suppressed, delivery))
 
     def one(recipient: BatchRecipient) -> _Result:
@@ -288,7 +291,15 @@ def _account(
         report.fallbacks += result.fallbacks
         if result.error is not None:
             report.errors[result.error.reason] += 1
-        if result.outcome in ("retry", "retry_throttled", "retry_store", "busy", "deferred", "halted"):
+        if result.outcome in (
+            "retry",
+            "retry_throttled",
+            "retry_store",
+            "busy",
+            "deferred",
+            "halted",
+            "waiting_parked",
+        ):
             delay, group = retries.get(result.outcome, (0.0, []))
             group.append(result.recipient)
             retries[result.outcome] = (max(delay, result.delay), group)
@@ -378,22 +389,30 @@ def _past_budget(ctx: SenderContext, recipient: BatchRecipient, now: float) -> b
     return first is not None and now - first >= ctx.policy.throttle_budget
 
 
+def _wait_for_park(ctx: SenderContext, recipient: BatchRecipient) -> _Result | None:
+    """The recipient waits (unclaimed) for the first park to end, when every provider is parked
+    and its budget is not spent; None otherwise. Reads the chain's cached view only."""
+    now = ctx.clock()
+    until = ctx.chain.parked_until()
+    if until <= now or _past_budget(ctx, recipient, now):
+        return None
+    delay = min(until - now + ctx.rng.uniform(0, ctx.policy.throttle_delay), ctx.policy.throttle_max_delay)
+    waiting = recipient.model_copy(update={"first_attempt_at": recipient.first_attempt_at or now})
+    return _Result(waiting, "waiting_parked", delay=delay)
+
+
 def _wait_while_parked(
     ctx: SenderContext, batch: BatchMessage, now: float, report: BatchReport, delivery: str | None
 ) -> BatchReport | None:
     """When every provider is parked (daily quota used up), the batch waits on the queue until the
     first park ends (≤ 15 minutes a hop): no claim, no record write. Recipients past the throttling
     budget are recorded FAILED instead. None when some provider may be tried now."""
-    until = ctx.chain.parked_until()
-    if until <= now:
+    if ctx.chain.parked_until() <= now:
         return None
+    waiting = [w for w in (_wait_for_park(ctx, r) for r in batch.recipients) if w is not None]
     expired = [r for r in batch.recipients if _past_budget(ctx, r, now)]
-    waiting = [r for r in batch.recipients if r not in expired]
     if waiting:
-        jitter = ctx.rng.uniform(0, ctx.policy.throttle_delay)
-        delay = min(until - now + jitter, ctx.policy.throttle_max_delay)
-        stamped = [r.model_copy(update={"first_attempt_at": r.first_attempt_at or now}) for r in waiting]
-        _requeue(ctx, batch, stamped, delay)
+        _requeue(ctx, batch, [w.recipient for w in waiting], max(w.delay for w in waiting))
         report.outcomes["waiting_parked"] += len(waiting)
     if not expired:
         return report

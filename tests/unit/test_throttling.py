@@ -237,10 +237,11 @@ def test_while_every_provider_is_parked_a_batch_waits_on_the_queue_with_no_claim
     )
     ctx = _ctx(chain, clock, store=store)
     send_batch(ctx, _batch(2))  # the first send finds the quota used up: parked for an hour
-    ((message, _),) = _take(ctx)
-    assert ses.calls == 1
+    requeued = [r for message, _ in _take(ctx) for r in message.recipients]
+    assert ses.calls == 1 and sorted(r.message_id for r in requeued) == ["m0", "m1"]
+    message = _batch(2).model_copy(update={"recipients": requeued})
     writes = store.meter.writes
-    before = {m: dict(ctx.messages.get_message(m) or {}) for m in ("m0", "m1")}
+    before = {m: ctx.messages.get_message(m) for m in ("m0", "m1")}
     report = send_batch(ctx, message)
     assert report.outcomes == {"waiting_parked": 2}
     assert store.meter.writes == writes  # no claim, no record write, no counter
