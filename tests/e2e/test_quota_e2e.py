@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from local.runtime import LocalRuntime
-from tests.e2e.conftest import campaign, counts, start_runtime, wait_for
+from tests.e2e.conftest import E2E_ENVIRONMENTS, campaign, counts, start_runtime, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
-RECIPIENTS = 60
+RECIPIENTS = 200
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,9 @@ def test_a_daily_quota_error_parks_ses_and_the_relay_carries_the_campaign(quota_
     relayed = [a for a in _relayed(rt.outbox()) if a in addresses]
     assert sorted(relayed) == sorted(addresses)
     assert report["sent"] == RECIPIENTS and report["failed"] == 0
+    # At most each sender thread's first send, each tried 3 times by botocore's standard retries
+    # (which retry LimitExceededException), before the park reaches it: not one per email.
+    threads = (E2E_ENVIRONMENTS["high"] + E2E_ENVIRONMENTS["low"]) * 8  # MM_SENDER_CONCURRENCY default
     refused = rt.ses.snapshot()["stats"].get("refused:LimitExceededException", 0)
-    assert 1 <= refused < RECIPIENTS // 2, refused
+    assert 1 <= refused <= 3 * threads < RECIPIENTS, refused
     assert rt.ses.snapshot()["stats"].get("accepted", 0) == 0
