@@ -579,7 +579,7 @@ def _recipient_json(message_id: str, address: str, variables_json: str) -> str:
     """One BatchRecipient as JSON, in the field order pydantic writes."""
     return (
         f'{{"message_id":{encode_basestring(message_id)},"email":{encode_basestring(address)},'
-        f'"variables":{variables_json},"attempt":0,"not_before":null}}'
+        f'"variables":{variables_json},"attempt":0,"not_before":null,"first_attempt_at":null,"throttles":0}}'
     )
 
 
@@ -610,7 +610,7 @@ def _csv_templates(header: CsvHeader, message_id_prefix: str) -> tuple[str, int,
         + message_id_prefix.replace("%", "%%")
         + '%s","email":"%s","variables":{'
         + "".join(parts)
-        + '},"attempt":0,"not_before":null}'
+        + '},"attempt":0,"not_before":null,"first_attempt_at":null,"throttles":0}'
     )
     # Escaped as JSON with ensure_ascii (as variables_size measures), a character takes ≤12 bytes.
     overhead = 2 + sum(len(json.dumps(header.columns[c])) + 3 for c in var_cols)
