@@ -682,6 +682,7 @@ def run(
     notify_sample: int = 500,
     ses_rate: float = 1000.0,
     sender_cpu_runs: int = 3,
+    throttle_recipients: int = 50,
 ) -> Section:
     section = Section(name="3. AWS requests", key="aws")
     rows = {
@@ -796,6 +797,20 @@ def run(
         "cost_ses": Row(
             "aws.cost_ses", "SES itself per 1M emails (shown apart)", "$", higher_is_better=False, digits=2
         ),
+        "throttled": Row(
+            "aws.ddb_requests_per_throttled_email_hour",
+            "DynamoDB requests per throttled email per hour (provider throttling until the 24 h budget)",
+            "req",
+            higher_is_better=False,
+            digits=2,
+        ),
+        "parked": Row(
+            "aws.ddb_requests_per_parked_email_hour",
+            "DynamoDB requests per throttled email per hour (every provider parked: daily quota, 24 h)",
+            "req",
+            higher_is_better=False,
+            digits=2,
+        ),
     }
     from bench.engine_cpu import _handler_cpu, aws_context
 
@@ -856,8 +871,19 @@ def run(
                 "cost_per_1m_with_deliveries": cost_tracked,
             }
         )
+    from bench.throttling import simulate
+
+    waiting = {
+        "throttled": simulate("throttled", throttle_recipients),
+        "parked": simulate("parked", throttle_recipients),
+        # the cadence before the budget (10–20 s, for ever): a quarter of an hour is enough to see it
+        "fixed_delay": simulate("fixed_delay", max(1, throttle_recipients // 5), budget_hours=0.25),
+    }
+    rows["throttled"].samples.append(waiting["throttled"]["ddb_requests_per_email_hour"])
+    rows["parked"].samples.append(waiting["parked"]["ddb_requests_per_email_hour"])
     section.rows = list(rows.values())
     section.details = {
+        "waiting": waiting,
         "recipients": recipients,
         "event_sample": notify_sample,
         "bounce_rate_assumed": BOUNCE_RATE,
@@ -867,6 +893,12 @@ def run(
         "lambda_architecture": "arm64",
         "runs": runs,
     }
+    before = waiting["fixed_delay"]["ddb_requests_per_email_hour"]
+    section.notes.append(
+        f"waiting (bench/throttling.py): one batch of {throttle_recipients} through the real send path and "
+        "DynamoDB repositories (moto), virtual clock, every DynamoDB request counted until all end FAILED "
+        f"'throttled past budget'; at the old fixed 10–20 s delay it was {before:.0f} requests per email per hour"
+    )
     section.notes.append(
         "cost = counted requests × list prices (bench/prices.py, checked " + CHECKED + "); Lambda GB-s from CPU "
         "measured here at spec memory, arm64 — the sender's with its AWS adapters answered in process (no moto), "

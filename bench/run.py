@@ -42,7 +42,7 @@ ORDER = ("smtp", "engine", "aws", "splitter", "priority", "demo")
 FULL: dict[str, dict[str, Any]] = {
     "smtp": {"emails": 20_000, "repeats": 3, "profile_emails": 5_000},
     "engine": {"emails": 4_000, "repeats": 3},
-    "aws": {"recipients": 10_000, "repeats": 1, "notify_sample": 500},
+    "aws": {"recipients": 10_000, "repeats": 1, "notify_sample": 500, "throttle_recipients": 50},
     "splitter": {"rows": 1_000_000, "repeats": 3, "profile": True},
     "priority": {"bulk": 20_000, "sends": 100, "repeats": 2, "windows": 2},  # each repeat: one drain, ~2 min
     "demo": {"repeats": 2},
@@ -50,7 +50,7 @@ FULL: dict[str, dict[str, Any]] = {
 QUICK: dict[str, dict[str, Any]] = {
     "smtp": {"emails": 2_000, "repeats": 2, "profile_emails": 1_000},
     "engine": {"emails": 2_000, "repeats": 2},
-    "aws": {"recipients": 500, "repeats": 1, "notify_sample": 100},
+    "aws": {"recipients": 500, "repeats": 1, "notify_sample": 100, "throttle_recipients": 10},
     "splitter": {"rows": 100_000, "repeats": 2, "profile": True},
     "priority": {"bulk": 3_000, "sends": 50, "repeats": 1, "windows": 2},
     "demo": {"repeats": 1},

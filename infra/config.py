@@ -84,6 +84,12 @@ class SendingConfig(_Section):
     maybe_sent_window: int = Field(
         default=900, description="Seconds an SES send whose answer was lost waits for its Send event before a resend"
     )
+    throttle_budget_hours: float = Field(
+        default=24.0, gt=0, description="A recipient throttled this long after its first attempt ends FAILED"
+    )
+    quota_recheck_minutes: float = Field(
+        default=10.0, ge=1, description="How often a provider parked for its daily quota has its quota read again"
+    )
     lane_max_concurrency: Mapping[str, int] = Field(
         default_factory=lambda: {key: lane.max_concurrency for key, lane in spec.LANES.items()}
     )
@@ -134,6 +140,8 @@ class SendingConfig(_Section):
             "smtp_starttls": self.smtp_starttls,
             "max_attempts": self.max_attempts,
             "maybe_sent_window": self.maybe_sent_window,
+            "throttle_budget_hours": self.throttle_budget_hours,
+            "quota_recheck_minutes": self.quota_recheck_minutes,
             "index_provider_ids": self.index_provider_ids,
             "guard_bounce_rate": self.guard_bounce_rate,
             "guard_complaint_rate": self.guard_complaint_rate,

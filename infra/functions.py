@@ -11,8 +11,8 @@ Who may do what:
              s3:AbortMultipartUpload under ``exports/`` only).
 * ingest also reads ``exports/`` (s3:GetObject only): the download links it presigns carry its rights.
 * sender   — table read/write, consume and re-enqueue (retries) on both lanes, SES
-             SendEmail/SendRawEmail for the stage's identity and configuration set, read the SMTP and
-             signing secrets.
+             SendEmail/SendRawEmail for the stage's identity and configuration set, SES GetAccount
+             (the daily quota, read while SES is parked), read the SMTP and signing secrets.
 * bounce   — table read/write, consume the bounce queue.
 """
 
@@ -162,6 +162,14 @@ class PipelineFunctions(Construct):
                     ses.configuration_set_arn,
                 ],
             )
+        )
+        sender.function.add_to_role_policy(
+            iam.PolicyStatement(sid="ReadSesQuota", actions=["ses:GetAccount"], resources=["*"])
+        )
+        sender.acknowledge_wildcards(
+            "ses:GetAccount (read-only: the account's sending quota, read while SES is parked for its daily "
+            "quota) has no resource type, so IAM accepts only Resource '*' for it; it is the only action there.",
+            wildcard_resource(self, "*"),
         )
         secrets.smtp.grant_read(sender.function)
         secrets.signing_key.grant_read(sender.function)  # signs List-Unsubscribe tokens

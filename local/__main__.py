@@ -3,9 +3,9 @@
 * ``up``     — start everything in the foreground (``make up``); Ctrl-C stops all of it;
 * ``demo``   — the self-contained demo (``make demo``);
 * ``fault``  — flip the fault switches of a running ``up``: ``python -m local fault ses=down``,
-  ``ses=throttle``, ``ses=paused``, ``ses=ok``, ``delay=800`` (ms), ``rate=5`` (emails/s, ``rate=none``
-  to lift), ``smtp=throttle``/``smtp=down``/``smtp=ok``; ``python -m local fault`` alone shows them,
-  ``--reset`` clears them;
+  ``ses=throttle``, ``ses=paused``, ``ses=quota`` (daily quota used up), ``ses=ok``, ``delay=800`` (ms),
+  ``rate=5`` (emails/s, ``rate=none`` to lift), ``smtp=throttle``/``smtp=down``/``smtp=ok``;
+  ``python -m local fault`` alone shows them, ``--reset`` clears them;
 * ``status`` — endpoints, queue depths, what SES and the relay saw.
 """
 
@@ -207,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="seconds before a failed record is retried (default: the queue's visibility timeout, as on AWS)",
     )
-    p_up.add_argument("--ses", default="ok", choices=MODES, help="start with SES down / throttling / paused")
+    p_up.add_argument(
+        "--ses", default="ok", choices=MODES, help="start with SES down / throttling / paused / out of its daily quota"
+    )
     p_up.add_argument("--ses-delay-ms", type=int, default=0, help="slow every SES SendEmail by this much")
     p_up.add_argument("--ses-rate", type=float, default=None, help="SES max send rate (emails/s)")
     p_up.add_argument("--environments", help="execution environments per queue, e.g. low=3,high=2,bounce=2")
@@ -221,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     p_fault = sub.add_parser("fault", help="show or flip the fault switches of a running runtime")
-    p_fault.add_argument("switches", nargs="*", help="ses=down|throttle|paused|ok delay=MS rate=N|none smtp=...")
+    p_fault.add_argument("switches", nargs="*", help="ses=down|throttle|paused|quota|ok delay=MS rate=N|none smtp=...")
     p_fault.add_argument("--reset", action="store_true")
     p_fault.add_argument("--url", help="control URL (default: from .local/runtime.json)")
     p_fault.set_defaults(func=fault)

@@ -9,7 +9,9 @@ pointing here, so the sender's ``SesProvider`` is unchanged: it calls SES v2 as 
   200/s, or the ``rate`` fault when one is set;
 * for ``SendEmail`` (``POST /v2/email/outbound-emails``), applies the fault switches first —
   ``down`` → ``503 ServiceUnavailable``, ``throttle`` → ``400 ThrottlingException``, ``paused`` →
-  ``400 SendingPausedException`` (rest-json errors: ``x-amzn-ErrorType`` header and a ``message``),
+  ``400 SendingPausedException``, ``quota`` → ``400 LimitExceededException`` "Daily message quota
+  exceeded." while ``GetAccount`` reports the 24-hour quota used up (rest-json errors:
+  ``x-amzn-ErrorType`` header and a ``message``),
   ``rate`` → the same throttling error above N sends per second, ``delay_ms`` → a slow answer;
 * after moto accepted a message, publishes the events SES would publish for it (Send, Delivery,
   Bounce, Complaint — see ``local.ses_events.simulate``) to the SNS topic of the request's
@@ -19,7 +21,7 @@ pointing here, so the sender's ``SesProvider`` is unchanged: it calls SES v2 as 
 Control routes on the same port (the runtime's "fault switches"):
 
 * ``GET /_local/faults`` — the current switches;
-* ``POST /_local/faults`` with JSON ``{"mode": "down"|"throttle"|"paused"|"ok", "delay_ms": 0,
+* ``POST /_local/faults`` with JSON ``{"mode": "down"|"throttle"|"paused"|"quota"|"ok", "delay_ms": 0,
   "rate": null}`` (or the same as query parameters) — change them; ``DELETE`` resets;
 * ``GET /_local/ses/stats`` — accepted, refused by a fault, events published.
 """
@@ -51,11 +53,12 @@ SEND_EMAIL_PATH = "/v2/email/outbound-emails"
 ACCOUNT_PATH = "/v2/email/account"
 ACCOUNT_MAX_SEND_RATE = 200.0  # the local account is a production account with this quota
 ACCOUNT_MAX_24H_SEND = 1_000_000.0
-MODES = ("ok", "down", "throttle", "paused")
+MODES = ("ok", "down", "throttle", "paused", "quota")
 _ERRORS = {
     "down": (503, "ServiceUnavailable", "Service Unavailable"),
     "throttle": (400, "ThrottlingException", "Maximum sending rate exceeded."),
     "paused": (400, "SendingPausedException", "Email sending is disabled for your entire Amazon SES account."),
+    "quota": (400, "LimitExceededException", "Daily message quota exceeded."),
 }
 SNS_SUBJECT = "Amazon SES Email Event Notification"
 # (method, path, query, body) -> (status, JSON payload), or None to fall through to the built-in routes.
@@ -66,7 +69,7 @@ ControlHook = Callable[[str, str, dict[str, str], bytes], "tuple[int, dict[str, 
 class SesFaults:
     """The fault switches of the primary provider."""
 
-    mode: str = "ok"  # ok | down | throttle | paused
+    mode: str = "ok"  # ok | down | throttle | paused | quota
     delay_ms: int = 0  # added to every SendEmail
     rate: float | None = None  # sends per second SES accepts; more are throttled (token bucket)
 
@@ -293,12 +296,17 @@ class SesEndpoint(LoopbackHttpService):
             rate = self.faults.rate or ACCOUNT_MAX_SEND_RATE
             sent = self.stats["accepted"]
             paused = self.faults.mode == "paused"
+            used_up = self.faults.mode == "quota"
         return {
             "DedicatedIpAutoWarmupEnabled": False,
             "EnforcementStatus": "HEALTHY",
             "ProductionAccessEnabled": True,
             "SendingEnabled": not paused,
-            "SendQuota": {"Max24HourSend": ACCOUNT_MAX_24H_SEND, "MaxSendRate": rate, "SentLast24Hours": float(sent)},
+            "SendQuota": {
+                "Max24HourSend": ACCOUNT_MAX_24H_SEND,
+                "MaxSendRate": rate,
+                "SentLast24Hours": ACCOUNT_MAX_24H_SEND if used_up else float(sent),
+            },
             "SuppressionAttributes": {"SuppressedReasons": ["BOUNCE", "COMPLAINT"]},
         }
 

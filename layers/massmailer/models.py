@@ -345,12 +345,19 @@ class BatchRecipient(BaseModel):
     not_before: float | None = None  # epoch seconds: a retry delayed beyond SQS's 15 minutes waits in hops
     # The check of a "maybe sent" record, after the window: sent again only if no SES event settled it.
     maybe_sent: bool = False
+    # Throttling's budget (``sending.RetryPolicy.throttle_budget``): when the sender first tried this
+    # recipient (epoch seconds), and how many times in a row it was throttled (its next delay grows).
+    first_attempt_at: float | None = None
+    throttles: int = 0
 
     @model_serializer(mode="wrap")
-    def _without_false_flags(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _without_unset_flags(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A recipient that was never throttled nor "maybe sent" keeps the wire format the splitter
+        writes by hand (``splitting._recipient_json``): these fields appear only once set."""
         data: dict[str, Any] = handler(self)
-        if not self.maybe_sent:  # the wire format of every other batch stays as it was
-            data.pop("maybe_sent", None)
+        for name, unset in (("maybe_sent", False), ("first_attempt_at", None), ("throttles", 0)):
+            if data.get(name, unset) == unset:
+                data.pop(name, None)
         return data
 
 

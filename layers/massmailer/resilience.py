@@ -11,10 +11,16 @@ opening it; once open, senders skip the provider (failing over) until the cool-d
 sender wins a conditional write to become the *probe* (half-open): its success closes the circuit
 for everyone, its failure re-opens it. Recipient-level errors (bad address, mailbox full) and
 throttling never count: a bad address is bad everywhere, and throttling means "later".
+
+**Parking** takes a provider whose daily quota is used up (SES ``LimitExceededException``) out of
+the chain for every sender until its quota's rolling window frees room (``ProviderParking``): the
+park is one state item in the job table, read at most every few seconds per sender, and re-checked
+against the provider's quota (SES ``GetAccount``) at most once per period for the whole stage.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -25,6 +31,8 @@ from typing import Any
 from massmailer.errors import SendError, Throttled
 from massmailer.store import keys
 from massmailer.store.provider_state import SharedState  # the port: shared windows and state
+
+logger = logging.getLogger(__name__)
 
 # --- rate limiting --------------------------------------------------------------------------------
 
@@ -198,3 +206,126 @@ class CircuitBreaker:
                 self._remember(provider, {**opened, "version": int(state.get("version", 0)) + 1})
             else:
                 self._views.pop(provider, None)
+
+
+# --- parking (a provider out of its daily quota) ---------------------------------------------------
+
+
+class ProviderParked(Throttled):
+    """The provider is parked (daily quota used up): skipped without a call, no attempt used."""
+
+    reason = "parked"
+
+
+def is_quota_exhausted(error: SendError) -> bool:
+    """SES's daily sending quota is used up (``LimitExceededException``, "Daily message quota
+    exceeded"): no use asking again before the quota's rolling 24-hour window frees some room."""
+    if not isinstance(error, Throttled) or isinstance(error, ProviderParked):
+        return False
+    text = str(error)
+    return "LimitExceededException" in text or "daily message quota" in text.lower()
+
+
+# (sent in the last 24 hours, the 24-hour maximum) as the provider reports it (SES v2 ``GetAccount``),
+# or None when it cannot be read.
+QuotaReader = Callable[[], "tuple[float, float] | None"]
+
+
+@dataclass
+class ParkingPolicy:
+    recheck_seconds: float = 600.0  # a parked provider's quota is read again at most this often (stage-wide)
+    refresh_seconds: float = 5.0  # how stale a sender's view of the park may be
+
+
+class ProviderParking:
+    """Parks a provider whose daily quota is used up, for every sender of the stage (shared state).
+
+    A quota error parks the provider until ``now + recheck_seconds``; the chain skips it meanwhile
+    (the next provider carries the mail) and the sender does not even claim recipients when every
+    provider is parked. When a park ends, the first sender to need the provider extends the park by
+    a conditional write (so one sender per period, stage-wide, does this) and reads the quota
+    (``GetAccount``): room again → unparked; still full → parked for another period. Unreadable
+    quota: unparked, and the next send finds out (a quota error parks it again).
+    """
+
+    def __init__(
+        self,
+        state: SharedState,
+        quotas: dict[str, QuotaReader] | None = None,
+        policy: ParkingPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._state = state
+        self._quotas = quotas or {}
+        self.policy = policy or ParkingPolicy()
+        self._clock = clock
+        self._views: dict[str, _View] = {}
+        self._lock = threading.Lock()
+
+    def _view(self, provider: str) -> dict[str, Any]:
+        now = self._clock()
+        with self._lock:
+            view = self._views.setdefault(provider, _View())
+            if now - view.read_at >= self.policy.refresh_seconds:
+                view.state, view.read_at = self._state.get_state(keys.parking_partition(provider)), now
+            return view.state
+
+    def _put(self, provider: str, state: dict[str, Any], values: dict[str, Any]) -> bool:
+        key = keys.parking_partition(provider)
+        version = state.get("version", 0)
+        if self._state.put_state(key, values, expect={"version": version}):
+            with self._lock:
+                self._views[provider] = _View(state={**values, "version": int(version) + 1}, read_at=self._clock())
+            return True
+        with self._lock:
+            self._views.pop(provider, None)
+        return False
+
+    def parked_until(self, provider: str) -> float:
+        """When the provider's park ends (epoch seconds); 0 when it is not parked. No write."""
+        return float(self._view(provider).get("parked_until", 0) or 0)
+
+    def usable(self, provider: str) -> bool:
+        """May the provider be called now? Ends an expired park when its quota has room again."""
+        state = self._view(provider)
+        until = float(state.get("parked_until", 0) or 0)
+        if not until:
+            return True
+        now = self._clock()
+        if now < until:
+            return False
+        # The park has ended: this sender re-checks the quota, having first extended the park (so
+        # the others keep skipping the provider meanwhile, and only one sender per period checks).
+        if not self._put(provider, state, {**_plain(state), "parked_until": now + self.policy.recheck_seconds}):
+            return False  # another sender is checking
+        if self._quota_full(provider):
+            return False
+        return self._put(provider, self._view(provider), {"parked_until": 0, "reason": ""})
+
+    def park(self, provider: str, error: SendError) -> None:
+        """The provider said its daily quota is used up: park it for every sender."""
+        state = self._view(provider)
+        now = self._clock()
+        if float(state.get("parked_until", 0) or 0) > now:
+            return  # parked already (by another sender)
+        until = now + self.policy.recheck_seconds
+        if self._put(provider, state, {"parked_until": until, "reason": str(error)[:200]}):
+            logger.warning("provider parked: daily quota used up", extra={"provider": provider, "until": until})
+
+    def _quota_full(self, provider: str) -> bool:
+        reader = self._quotas.get(provider)
+        if reader is None:
+            return False
+        try:
+            quota = reader()
+        except Exception as exc:  # noqa: BLE001 - an unreadable quota: try the provider (a quota error re-parks)
+            logger.warning("provider quota unreadable", extra={"provider": provider, "error": str(exc)})
+            return False
+        if quota is None:
+            return False
+        sent, maximum = quota
+        return maximum >= 0 and sent >= maximum
+
+
+def _plain(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if k != "version"}

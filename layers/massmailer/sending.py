@@ -67,13 +67,16 @@ class RetryPolicy:
     base_delay: float = 30.0  # transient: base * 2**(attempt-1), equal jitter
     max_delay: float = 3600.0
     soft_bounce_interval: float = 900.0  # fixed interval for mailbox-full
-    throttle_delay: float = 10.0  # throttled: short delay, jittered, no attempt used
+    throttle_delay: float = 10.0  # throttled: delay doubling per throttle in a row, jittered, no attempt used
+    throttle_max_delay: float = float(SQS_MAX_DELAY_SECONDS)  # ... up to one SQS delay (no hop)
+    throttle_budget: float = 24 * 3600.0  # throttled this long after the first attempt: FAILED
     record_retries: int = 3  # tries to record SENT after a successful send
     maybe_sent_window: float = 900.0  # how long a "maybe sent" SES email waits for its Send event
 
-    def delay_for(self, error: SendError, attempt: int, rng: random.Random) -> float:
+    def delay_for(self, error: SendError, attempt: int, rng: random.Random, throttles: int = 0) -> float:
         if isinstance(error, Throttled):
-            return self.throttle_delay * (1 + rng.random())
+            ceiling = self.throttle_delay * 2 ** min(max(throttles, 0), 30)
+            return min(self.throttle_max_delay, ceiling * (1 + rng.random()))
         if isinstance(error, SoftBounce):
             return self.soft_bounce_interval
         ceiling = min(self.max_delay, self.base_delay * 2 ** max(attempt - 1, 0))
@@ -236,6 +239,10 @@ def send_batch(
         results = [_guarded(ctx, r, partial(drop, r)) for r in batch.recipients]
         return _account(ctx, batch, results, report, delivery)
 
+    parked = _wait_while_parked(ctx, batch, now, report, delivery)
+    if parked is not None:
+        return parked
+
     checked = batch.suppression_checked_at
     if batch.kind == "campaign" and checked is not None and 0 <= now - checked < SUPPRESSION_RECHECK_SECONDS:
         # The splitter checked them moments ago: only what was suppressed since can apply (one Query).
@@ -246,6 +253,9 @@ def send_batch(
     def prepare(recipient: BatchRecipient) -> _Result | _Prepared:
         if time_left is not None and time_left() < ctx.time_margin:
             return _Result(recipient, "deferred")
+        parked = _wait_for_park(ctx, recipient)  # parked by an earlier recipient of this batch
+        if parked is not None:
+            return parked
         return _guarded(ctx, recipient, lambda: _prepare(ctx, batch, campaign, recipient, suppressed, delivery))
 
     def one(recipient: BatchRecipient) -> _Result:
@@ -288,7 +298,16 @@ def _account(
         report.fallbacks += result.fallbacks
         if result.error is not None:
             report.errors[result.error.reason] += 1
-        if result.outcome in ("retry", "retry_throttled", "retry_store", "busy", "deferred", "halted", "maybe_sent"):
+        if result.outcome in (
+            "retry",
+            "retry_throttled",
+            "retry_store",
+            "busy",
+            "deferred",
+            "halted",
+            "waiting_parked",
+            "maybe_sent",
+        ):
             delay, group = retries.get(result.outcome, (0.0, []))
             group.append(result.recipient)
             retries[result.outcome] = (max(delay, result.delay), group)
@@ -337,6 +356,20 @@ def _settle_unsent(
     delivery: str | None,
 ) -> _Result:
     """A recipient of a cancelled (or failed) campaign: recorded CANCELLED (or FAILED) unless finished."""
+    status, outcome = _SETTLED_AS[campaign_status]
+    return _claim_and_settle(ctx, batch, recipient, status, outcome, reason, delivery)
+
+
+def _claim_and_settle(
+    ctx: SenderContext,
+    batch: BatchMessage,
+    recipient: BatchRecipient,
+    status: Status,
+    outcome: str,
+    reason: str,
+    delivery: str | None,
+) -> _Result:
+    """Claim a recipient not to send it but to record it ``status`` (unless finished or in flight)."""
     claim = ctx.messages.claim_recipient(
         recipient.message_id,
         email=recipient.email,
@@ -353,9 +386,51 @@ def _settle_unsent(
         if delivery and claim.record.get("delivery") == delivery and claim.status in _FINISHED_AS:
             return _Result(recipient, _FINISHED_AS[claim.status])
         return _Result(recipient, "skipped")
-    status, outcome = _SETTLED_AS[campaign_status]
     ctx.messages.record_failed(recipient.message_id, status, reason)
     return _Result(recipient, outcome)
+
+
+THROTTLED_PAST_BUDGET = "throttled past budget"
+
+
+def _past_budget(ctx: SenderContext, recipient: BatchRecipient, now: float) -> bool:
+    first = recipient.first_attempt_at
+    return first is not None and now - first >= ctx.policy.throttle_budget
+
+
+def _wait_for_park(ctx: SenderContext, recipient: BatchRecipient) -> _Result | None:
+    """The recipient waits (unclaimed) for the first park to end, when every provider is parked
+    and its budget is not spent; None otherwise. Reads the chain's cached view only."""
+    now = ctx.clock()
+    until = ctx.chain.parked_until()
+    if until <= now or _past_budget(ctx, recipient, now):
+        return None
+    delay = min(until - now + ctx.rng.uniform(0, ctx.policy.throttle_delay), ctx.policy.throttle_max_delay)
+    waiting = recipient.model_copy(update={"first_attempt_at": recipient.first_attempt_at or now})
+    return _Result(waiting, "waiting_parked", delay=delay)
+
+
+def _wait_while_parked(
+    ctx: SenderContext, batch: BatchMessage, now: float, report: BatchReport, delivery: str | None
+) -> BatchReport | None:
+    """When every provider is parked (daily quota used up), the batch waits on the queue until the
+    first park ends (≤ 15 minutes a hop): no claim, no record write. Recipients past the throttling
+    budget are recorded FAILED instead. None when some provider may be tried now."""
+    if ctx.chain.parked_until() <= now:
+        return None
+    waiting = [w for w in (_wait_for_park(ctx, r) for r in batch.recipients) if w is not None]
+    expired = [r for r in batch.recipients if _past_budget(ctx, r, now)]
+    if waiting:
+        _requeue(ctx, batch, [w.recipient for w in waiting], max(w.delay for w in waiting))
+        report.outcomes["waiting_parked"] += len(waiting)
+    if not expired:
+        return report
+    reason = f"{THROTTLED_PAST_BUDGET} ({ctx.policy.throttle_budget / 3600:g} h): every provider parked"
+    results = [
+        _guarded(ctx, r, partial(_claim_and_settle, ctx, batch, r, Status.FAILED, "failed", reason, delivery))
+        for r in expired
+    ]
+    return _account(ctx, batch, results, report, delivery)
 
 
 def _requeue(ctx: SenderContext, batch: BatchMessage, recipients: list[BatchRecipient], delay: float) -> None:
@@ -602,6 +677,13 @@ def _handle_send_error(ctx: SenderContext, recipient: BatchRecipient, token: str
         messages.record_failed(recipient.message_id, Status.FAILED, exc.describe())
         ctx.suppressions.suppress(recipient.email, "bounce", {"bounceType": "Permanent", "error": exc.describe()})
         return _Result(recipient, "failed", error=exc)
+    now = ctx.clock()
+    first = recipient.first_attempt_at or now
+    throttled = isinstance(exc, Throttled)
+    if throttled and now - first >= ctx.policy.throttle_budget:
+        reason = f"{THROTTLED_PAST_BUDGET} ({ctx.policy.throttle_budget / 3600:g} h): {exc.describe()}"
+        messages.record_failed(recipient.message_id, Status.FAILED, reason)
+        return _Result(recipient, "failed", error=exc)
     attempts_used = recipient.attempt + (1 if exc.uses_attempt else 0)
     if exc.uses_attempt and attempts_used >= ctx.policy.max_attempts:
         messages.record_failed(
@@ -609,11 +691,15 @@ def _handle_send_error(ctx: SenderContext, recipient: BatchRecipient, token: str
         )
         return _Result(recipient, "failed", error=exc)
     messages.record_retry(recipient.message_id, token, exc.describe())
-    delay = ctx.policy.delay_for(exc, attempts_used, ctx.rng)
+    delay = ctx.policy.delay_for(exc, attempts_used, ctx.rng, throttles=recipient.throttles)
+    if throttled:  # back by the end of the budget, for the verdict
+        delay = min(delay, max(1.0, first + ctx.policy.throttle_budget - now))
     retry = BatchRecipient(
         message_id=recipient.message_id,
         email=recipient.email,
         variables=recipient.variables,
         attempt=attempts_used,
+        first_attempt_at=first,
+        throttles=recipient.throttles + 1 if throttled else 0,
     )
     return _Result(retry, "retry" if exc.uses_attempt else "retry_throttled", error=exc, delay=delay)

@@ -40,6 +40,11 @@ class Settings(BaseModel):
     max_attempts: int = Field(default=4, ge=1, le=20)  # first try + 3 retries
     # How long a "maybe sent" SES email waits for its Send event before it is sent again (seconds).
     maybe_sent_window: int = Field(default=900, ge=60, le=86400)
+    # A recipient still throttled (or waiting on parked providers) this long after its first attempt
+    # is FAILED "throttled past budget".
+    throttle_budget_hours: float = Field(default=24.0, gt=0, le=24 * 14)
+    # A provider parked for its daily quota has its quota (SES GetAccount) read again at most this often.
+    quota_recheck_minutes: float = Field(default=10.0, ge=1, le=24 * 60)
     ses_max_rate: float | None = Field(default=None, gt=0)  # emails/s; None: SES's own account quota
     smtp_max_rate: float | None = Field(default=None, gt=0)  # emails/s; None: no limit of ours
     high_lane_reserve: float = Field(default=0.2, ge=0, lt=1)  # share of each provider's rate kept for high
@@ -88,6 +93,8 @@ class Settings(BaseModel):
             "unsubscribe_base_url": ENV.unsubscribe_base_url,
             "max_attempts": ENV.max_attempts,
             "maybe_sent_window": ENV.maybe_sent_window,
+            "throttle_budget_hours": ENV.throttle_budget_hours,
+            "quota_recheck_minutes": ENV.quota_recheck_minutes,
             "ses_max_rate": ENV.ses_max_rate,
             "smtp_max_rate": ENV.smtp_max_rate,
             "high_lane_reserve": ENV.high_lane_reserve,

@@ -216,6 +216,8 @@ class EnvNames:
     unsubscribe_base_url: str = "MM_UNSUBSCRIBE_BASE_URL"
     max_attempts: str = "MM_MAX_ATTEMPTS"
     maybe_sent_window: str = "MM_MAYBE_SENT_WINDOW"
+    throttle_budget_hours: str = "MM_THROTTLE_BUDGET_HOURS"
+    quota_recheck_minutes: str = "MM_QUOTA_RECHECK_MINUTES"
     ses_max_rate: str = "MM_SES_MAX_RATE"
     smtp_max_rate: str = "MM_SMTP_MAX_RATE"
     high_lane_reserve: str = "MM_HIGH_LANE_RESERVE"

@@ -26,7 +26,7 @@ from massmailer.providers.chain import ProviderChain
 from massmailer.providers.ses import SesProvider
 from massmailer.providers.smtp import SmtpConfig, SmtpProvider
 from massmailer.queues import SqsQueue
-from massmailer.resilience import CircuitBreaker, RateLimit, RateLimiter
+from massmailer.resilience import CircuitBreaker, ParkingPolicy, ProviderParking, RateLimit, RateLimiter
 from massmailer.schedules import EventBridgeSchedules
 from massmailer.sending import RetryPolicy, SenderContext
 from massmailer.settings import Settings
@@ -120,6 +120,12 @@ def _ses_rate(s: Settings) -> float:
         return 1.0
 
 
+def _ses_quota() -> tuple[float, float]:
+    """SES's daily quota now: (SentLast24Hours, Max24HourSend); read while SES is parked."""
+    quota = client("sesv2").get_account()["SendQuota"]
+    return float(quota["SentLast24Hours"]), float(quota["Max24HourSend"])
+
+
 @cache
 def provider_chain() -> ProviderChain:
     s = settings()
@@ -133,8 +139,16 @@ def provider_chain() -> ProviderChain:
             providers.append(SmtpProvider(_smtp_config(s)))
             if s.smtp_max_rate:
                 limits["smtp"] = RateLimit(per_second=s.smtp_max_rate, high_reserve=s.high_lane_reserve)
+    parking = ProviderParking(
+        stores().shared_state,
+        {"ses": _ses_quota},
+        ParkingPolicy(recheck_seconds=s.quota_recheck_minutes * 60),
+    )
     return ProviderChain(
-        providers, breaker=CircuitBreaker(stores().shared_state), limiter=RateLimiter(stores().shared_state, limits)
+        providers,
+        breaker=CircuitBreaker(stores().shared_state),
+        limiter=RateLimiter(stores().shared_state, limits),
+        parking=parking,
     )
 
 
@@ -151,7 +165,11 @@ def sender_context() -> SenderContext:
         chain=provider_chain(),
         from_address=s.from_address,
         unsubscriber=unsubscriber(),
-        policy=RetryPolicy(max_attempts=s.max_attempts, maybe_sent_window=float(s.maybe_sent_window)),
+        policy=RetryPolicy(
+            max_attempts=s.max_attempts,
+            maybe_sent_window=float(s.maybe_sent_window),
+            throttle_budget=s.throttle_budget_hours * 3600,
+        ),
         concurrency=s.sender_concurrency,
         attachments=AttachmentResolver(S3Blobs(client("s3"), s.bucket_name)) if s.bucket_name else None,
     )

@@ -76,6 +76,8 @@ def test_functions_get_every_setting_the_shared_package_reads(synth: Synthesized
     assert env[ENV.providers] == ",".join(synth.config.sending.providers)
     assert env[ENV.max_attempts] == str(synth.config.sending.max_attempts)
     assert env[ENV.maybe_sent_window] == str(synth.config.sending.maybe_sent_window)
+    assert float(env[ENV.throttle_budget_hours]) == synth.config.sending.throttle_budget_hours
+    assert float(env[ENV.quota_recheck_minutes]) == synth.config.sending.quota_recheck_minutes
     assert env[ENV.configuration_set] == spec.configuration_set_name(synth.stage)
     assert env[ENV.schedule_group] == spec.schedule_group_name(synth.stage)
     assert env["POWERTOOLS_SERVICE_NAME"] == f"massmailer-{synth.stage}"
@@ -172,12 +174,23 @@ def test_splitter_and_bounce_consume_their_queue_with_partial_batch_responses(
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
-def test_no_function_policy_grants_on_every_resource_except_xray(synth: Synthesized) -> None:
+def test_no_function_policy_grants_on_every_resource_except_xray_and_the_senders_quota_read(
+    synth: Synthesized,
+) -> None:
     for function_spec in spec.FUNCTIONS:
+        # ses:GetAccount (the daily quota, read while SES is parked) has no resource type: "*" only.
+        allowed = XRAY_ACTIONS | ({"ses:GetAccount"} if function_spec == spec.SENDER else set())
         for statement in _statements(synth, function_spec.name):
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             if "*" in resources:
-                assert _actions(statement) <= XRAY_ACTIONS, (function_spec.name, statement)
+                assert _actions(statement) <= allowed, (function_spec.name, statement)
+
+
+def test_the_sender_may_read_the_ses_quota_and_nothing_else_of_the_account(synth: Synthesized) -> None:
+    [statement] = [s for s in _statements(synth, spec.SENDER.name) if _actions(s) & {"ses:GetAccount"}]
+
+    assert _actions(statement) == {"ses:GetAccount"}
+    assert statement["Resource"] == "*"
 
 
 def test_only_the_sender_may_send_mail_and_only_as_the_stage_identity(synth: Synthesized) -> None:

@@ -62,6 +62,8 @@ EXPECTED_ROWS = {
         "aws.cost_total",
         "aws.cost_with_deliveries",
         "aws.cost_ses",
+        "aws.ddb_requests_per_throttled_email_hour",
+        "aws.ddb_requests_per_parked_email_hour",
     ],
     "splitter": [
         "splitter.rate",
@@ -118,7 +120,7 @@ def test_every_benchmark_runs_at_toy_size_and_the_table_has_every_row(tmp_path: 
     sections = [
         smtp_path.run(emails=200, repeats=1, processes=2),
         engine_cpu.run(emails=200, repeats=1),
-        aws_requests.run(recipients=60, repeats=1, notify_sample=10, sender_cpu_runs=1),
+        aws_requests.run(recipients=60, repeats=1, notify_sample=10, sender_cpu_runs=1, throttle_recipients=2),
         splitter.run(rows=2_000, repeats=1, cache=str(tmp_path)),
         priority.run(
             bulk=600, sends=10, interval=0.005, repeats=1, runtime="inprocess", high_concurrency=1, low_concurrency=1

@@ -2,7 +2,9 @@
 
 Each provider is guarded by the shared circuit breaker (an open circuit is skipped without a call)
 and its shared rate limit (a token is taken before the call; our own limit reached counts as
-throttling). Recipient-level errors — a bad address, a full mailbox — are the same whichever provider
+throttling). A provider out of its daily quota is parked for every sender (``ProviderParking``):
+skipped without a call until its quota frees room, the next provider carrying the mail meanwhile.
+Recipient-level errors — a bad address, a full mailbox — are the same whichever provider
 is asked, so they are raised at once and never fail over.
 """
 
@@ -15,7 +17,7 @@ from typing import Any
 from massmailer.errors import ProviderDown, Refused, SendError, Throttled
 from massmailer.mime import OutgoingEmail
 from massmailer.providers.base import Provider, SendReceipt
-from massmailer.resilience import CircuitBreaker, RateLimiter
+from massmailer.resilience import CircuitBreaker, ProviderParked, ProviderParking, RateLimiter, is_quota_exhausted
 
 
 @dataclass
@@ -41,12 +43,36 @@ class ProviderChain:
         providers: Sequence[Provider],
         breaker: CircuitBreaker | None = None,
         limiter: RateLimiter | None = None,
+        parking: ProviderParking | None = None,
     ) -> None:
         if not providers:
             raise ValueError("a provider chain needs at least one provider")
         self.providers = list(providers)
         self.breaker = breaker
         self.limiter = limiter
+        self.parking = parking
+
+    def parked_until(self) -> float:
+        """0 when some provider may be tried now; else when the first park ends (epoch seconds).
+        Reads the shared park state at most every few seconds; never writes."""
+        if self.parking is None:
+            return 0.0
+        ends = [self.parking.parked_until(p.name) for p in self.providers]
+        return min(ends)  # 0 (not parked) is the smallest
+
+    def _skip(self, provider: Provider) -> SendError | None:
+        """Why ``provider`` is skipped without a call (parked, or its circuit open), or None."""
+        if self.parking is not None and not self.parking.usable(provider.name):
+            return ProviderParked("parked: daily quota used up", provider=provider.name)
+        if self.breaker is not None and not self.breaker.allow(provider.name):
+            return ProviderDown("circuit open", provider=provider.name)
+        return None
+
+    def _failed(self, provider: Provider, exc: SendError) -> None:
+        if self.breaker is not None:
+            self.breaker.record_failure(provider.name, exc)
+        if self.parking is not None and is_quota_exhausted(exc):
+            self.parking.park(provider.name, exc)
 
     def send(self, email: OutgoingEmail, lane: str = "low") -> ChainResult:
         return self._send_from(email, lane, 0, [], attempted=False)
@@ -62,8 +88,9 @@ class ProviderChain:
         pipeline = getattr(first, "submit", None)
         if pipeline is None:
             return Pending(lambda: self.send(email, lane))
-        if self.breaker is not None and not self.breaker.allow(first.name):
-            skipped: list[SendError] = [ProviderDown("circuit open", provider=first.name)]
+        skip = self._skip(first)
+        if skip is not None:
+            skipped: list[SendError] = [skip]
             return Pending(lambda: self._send_from(email, lane, 1, skipped, attempted=False))
         try:
             if self.limiter is not None:
@@ -85,8 +112,7 @@ class ProviderChain:
 
     def _failed_over(self, provider: Provider, exc: SendError, email: OutgoingEmail, lane: str) -> ChainResult:
         """The first provider failed: as ``send`` does, on to the next ones (or raise)."""
-        if self.breaker is not None:
-            self.breaker.record_failure(provider.name, exc)
+        self._failed(provider, exc)
         if not exc.fail_over:
             raise exc
         return self._send_from(email, lane, 1, [exc], attempted=True)
@@ -95,8 +121,9 @@ class ProviderChain:
         self, email: OutgoingEmail, lane: str, start: int, errors: list[SendError], attempted: bool
     ) -> ChainResult:
         for provider in self.providers[start:]:
-            if self.breaker is not None and not self.breaker.allow(provider.name):
-                errors.append(ProviderDown("circuit open", provider=provider.name))
+            skip = self._skip(provider)
+            if skip is not None:
+                errors.append(skip)
                 continue
             try:
                 if self.limiter is not None:
@@ -104,8 +131,7 @@ class ProviderChain:
                 attempted = True
                 receipt = provider.send(email)
             except SendError as exc:
-                if self.breaker is not None:
-                    self.breaker.record_failure(provider.name, exc)
+                self._failed(provider, exc)
                 if not exc.fail_over:
                     raise
                 errors.append(exc)

@@ -166,6 +166,11 @@ def breaker_partition(provider: str) -> str:
     return f"BREAKER#{provider}"
 
 
+def parking_partition(provider: str) -> str:
+    """Where a provider out of its daily quota is parked (``massmailer.resilience.ProviderParking``)."""
+    return f"PARK#{provider}"
+
+
 def window_key(partition: str, window: int) -> dict[str, str]:
     return {PK: partition, SK: f"{WINDOW_PREFIX}{window}"}
 
