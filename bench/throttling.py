@@ -90,7 +90,7 @@ def simulate(scenario: str, recipients: int = 50, budget_hours: float = 24.0) ->
     from massmailer.resilience import CircuitBreaker, ParkingPolicy, ProviderParking
     from massmailer.sending import RetryPolicy, SenderContext, send_batch
     from massmailer.store import Stores
-    from massmailer.unsubscribe import Unsubscriber
+    from massmailer.unsubscribe import SigningKey, Unsubscriber
 
     clock = _Clock(1_800_000_000.0)
     counter = RequestCounter()
@@ -135,7 +135,9 @@ def simulate(scenario: str, recipients: int = 50, budget_hours: float = 24.0) ->
                 queue=queue,
                 chain=chain,
                 from_address=FROM_ADDRESS,
-                unsubscriber=Unsubscriber(key=b"bench", base_url="https://mail.massmailer.test"),
+                unsubscriber=Unsubscriber(
+                    keys=(SigningKey("k1", b"bench" * 4),), base_url="https://mail.massmailer.test"
+                ),
                 policy=policy,
                 concurrency=1,
                 clock=clock,

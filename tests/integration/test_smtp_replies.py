@@ -27,7 +27,7 @@ from massmailer.providers.smtp import SmtpConfig, SmtpProvider
 from massmailer.resilience import BreakerPolicy, CircuitBreaker
 from massmailer.sending import RetryPolicy, SenderContext, send_batch
 from massmailer.store import InMemoryStores, Stores
-from massmailer.unsubscribe import Unsubscriber
+from massmailer.unsubscribe import SigningKey, Unsubscriber
 from tests.support import make_campaign
 
 
@@ -210,7 +210,7 @@ def _ctx(chain: ProviderChain, store: InMemoryStores | None = None) -> SenderCon
         queue=InMemoryQueue(),
         chain=chain,
         from_address="noreply@example.com",
-        unsubscriber=Unsubscriber(key=b"k", base_url="https://u.example"),
+        unsubscriber=Unsubscriber(keys=(SigningKey("k1", b"k" * 16),), base_url="https://u.example"),
         policy=RetryPolicy(max_attempts=4),
         concurrency=1,
     )

@@ -23,7 +23,7 @@ from massmailer.providers.smtp import SmtpConfig, SmtpProvider
 from massmailer.sending import RetryPolicy, SenderContext, send_batch
 from massmailer.store import keys
 from massmailer.store.provider_state import DynamoSharedState
-from massmailer.unsubscribe import Unsubscriber
+from massmailer.unsubscribe import SigningKey, Unsubscriber
 from tests.integration.conftest import Pipeline
 from tests.integration.test_pipeline import _campaign
 from tests.support import make_campaign
@@ -66,7 +66,7 @@ def test_an_smtp_421_or_451_storm_falls_under_the_throttling_budget(storm: tuple
         queue=InMemoryQueue(),
         chain=ProviderChain([relay]),
         from_address="noreply@example.com",
-        unsubscriber=Unsubscriber(key=b"k", base_url="https://u.example"),
+        unsubscriber=Unsubscriber(keys=(SigningKey("k1", b"k" * 16),), base_url="https://u.example"),
         policy=RetryPolicy(max_attempts=2, throttle_budget=2 * 3600),
         rng=random.Random(1),
         clock=lambda: clock["now"],

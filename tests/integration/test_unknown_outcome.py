@@ -26,7 +26,7 @@ from massmailer.providers.ses import SesProvider
 from massmailer.providers.smtp import SmtpConfig, SmtpProvider
 from massmailer.sending import RetryPolicy, SenderContext, send_batch
 from massmailer.store import InMemoryStores, Stores
-from massmailer.unsubscribe import Unsubscriber
+from massmailer.unsubscribe import SigningKey, Unsubscriber
 from tests.support import make_campaign
 
 CAMPAIGN = "cmp-u"
@@ -148,7 +148,7 @@ def _ctx(chain: ProviderChain, clock: Clock) -> tuple[SenderContext, InMemorySto
         queue=InMemoryQueue(),
         chain=chain,
         from_address="noreply@example.com",
-        unsubscriber=Unsubscriber(key=b"k", base_url="https://u.example"),
+        unsubscriber=Unsubscriber(keys=(SigningKey("k1", b"k" * 16),), base_url="https://u.example"),
         policy=RetryPolicy(max_attempts=4),
         concurrency=1,
         clock=clock,

@@ -20,7 +20,7 @@ from massmailer.settings import Settings
 from massmailer.spec import ENV, SQS_MAX_DELAY_SECONDS
 from massmailer.store import InMemoryStores, Stores
 from massmailer.store.provider_state import InMemorySharedState
-from massmailer.unsubscribe import Unsubscriber
+from massmailer.unsubscribe import SigningKey, Unsubscriber
 from tests.support import make_campaign
 from tests.unit.fakes import FakeProvider
 
@@ -55,7 +55,7 @@ def _ctx(
         queue=InMemoryQueue(),
         chain=chain,
         from_address="noreply@example.com",
-        unsubscriber=Unsubscriber(key=b"k", base_url="https://u.example"),
+        unsubscriber=Unsubscriber(keys=(SigningKey("k1", b"k" * 16),), base_url="https://u.example"),
         policy=policy or RetryPolicy(max_attempts=4),
         rng=random.Random(3),
         clock=clock,
