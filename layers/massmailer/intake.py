@@ -336,8 +336,7 @@ LIST_MAX_LIMIT = 500
 _CURSOR_VERSION = 1
 
 
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_utc = recipients.utc_text
 
 
 def _encode_cursor(position: dict[str, Any]) -> str:

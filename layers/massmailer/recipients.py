@@ -30,7 +30,7 @@ class Position:
 
 
 def api_time(value: Any) -> str | None:
-    """Every timestamp the API returns, in one format: RFC 3339 in UTC with ``Z`` (seconds)."""
+    """Every timestamp the API returns, in one format: RFC 3339 in UTC with ``Z`` (milliseconds)."""
     if value is None or value == "":
         return None
     if isinstance(value, int | float):
@@ -41,7 +41,14 @@ def api_time(value: Any) -> str | None:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_text(moment)
+
+
+def utc_text(moment: datetime) -> str:
+    """RFC 3339 in UTC with ``Z``, to the millisecond (a send takes milliseconds: latencies read
+    from two timestamps must not round to whole seconds)."""
+    at = moment.astimezone(UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
 def api_record(record: dict[str, Any]) -> dict[str, Any]:

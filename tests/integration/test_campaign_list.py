@@ -83,9 +83,9 @@ def test_eta_only_while_sending_from_the_rate_so_far() -> None:
     counts = CampaignCounts(total=1000, sent=250, queued=750)
     sending = CampaignSummary("c1", "n", created, None, CampaignStatus.SENDING, True, counts)
     item = intake._list_item(sending, now=created + timedelta(minutes=10))  # 250 in 10 min: 750 more in 30
-    assert item["eta"] == "2026-03-01T12:40:00Z" and item["progress"] == 0.25
+    assert item["eta"] == "2026-03-01T12:40:00.000Z" and item["progress"] == 0.25
     paused = CampaignSummary("c1", "n", created, None, CampaignStatus.PAUSED, True, counts)
     assert intake._list_item(paused, now=created + timedelta(minutes=10))["eta"] is None
     scheduled = CampaignSummary("c2", "n", created, created + timedelta(hours=1), CampaignStatus.SENDING, True, counts)
     later = intake._list_item(scheduled, now=created + timedelta(hours=1, minutes=5))  # sending began at send_at
-    assert later["eta"] == "2026-03-01T13:20:00Z"
+    assert later["eta"] == "2026-03-01T13:20:00.000Z"

@@ -111,7 +111,7 @@ def _ses_quota_exceeded() -> dict[str, int]:
             "SendEmail",
         )
 
-    wiring.client("sesv2").meta.events.register("before-call.sesv2.SendEmail", refuse)
+    wiring.ses_client().meta.events.register("before-call.sesv2.SendEmail", refuse)  # the provider's own client
     return calls
 
 

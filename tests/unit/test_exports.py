@@ -141,9 +141,9 @@ def test_cells_a_spreadsheet_would_run_as_formulas_are_quoted() -> None:
 
 
 def test_timestamps_are_rfc3339_utc_with_z_whatever_was_stored() -> None:
-    assert recipients.api_time("2026-12-01T09:00:00+01:00") == "2026-12-01T08:00:00Z"
-    assert recipients.api_time(1_700_000_000.5) == "2023-11-14T22:13:20Z"
-    assert recipients.api_time("2026-12-01T08:00:00.123456+00:00") == "2026-12-01T08:00:00Z"
+    assert recipients.api_time("2026-12-01T09:00:00+01:00") == "2026-12-01T08:00:00.000Z"
+    assert recipients.api_time(1_700_000_000.5) == "2023-11-14T22:13:20.500Z"
+    assert recipients.api_time("2026-12-01T08:00:00.123456+00:00") == "2026-12-01T08:00:00.123Z"
     assert recipients.api_time(None) is None
 
 
@@ -172,9 +172,9 @@ def test_get_campaign_and_get_message_write_their_times_as_the_list_does() -> No
         stores.campaigns, stores.messages, stores.suppressions, stores.idempotency, queue, blobs, None, "f@example.com"
     )
     view = intake.campaign_status(ctx, CAMPAIGN)
-    assert (view["created_at"], view["send_at"]) == ("2026-12-01T08:00:00Z", "2026-12-01T09:00:00Z")
+    assert (view["created_at"], view["send_at"]) == ("2026-12-01T08:00:00.123Z", "2026-12-01T09:00:00.000Z")
     [listed] = intake.list_campaigns(ctx)["items"]
     assert listed["created_at"] == view["created_at"]
     message_id = f"{CAMPAIGN}.{recipients.identity_digest('user0@example.com')}"
     stores.messages.by_id[message_id]["updated_at"] = "2026-12-01T08:00:01.5+00:00"
-    assert intake.message_status(ctx, message_id)["updated_at"] == "2026-12-01T08:00:01Z"
+    assert intake.message_status(ctx, message_id)["updated_at"] == "2026-12-01T08:00:01.500Z"
