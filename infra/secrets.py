@@ -10,7 +10,6 @@ from infra.nag import acknowledge
 from massmailer import spec
 
 SIGNING_KEY_LENGTH = 64
-FIRST_SIGNING_KEY_ID = "k1"
 
 
 class MailSecrets(Construct):
@@ -42,15 +41,15 @@ class MailSecrets(Construct):
             "SigningKey",
             secret_name=spec.signing_secret_name(stage),
             description=(
-                "MassMailer HMAC keys of one-click unsubscribe tokens: a JSON object {key id: secret} "
-                "(or 'kid:secret,kid:secret'); the first signs, every listed one verifies"
+                "MassMailer HMAC keys of one-click unsubscribe tokens: a bare secret (key id k0), or a "
+                "JSON object {key id: secret} (or 'kid:secret,kid:secret'); the first signs, every listed "
+                "one verifies"
             ),
-            # {"k1": "<64 random characters>"}: the first key, with its id (README, "Unsubscribe").
+            # A bare 64-character secret, key id k0 (README, "Unsubscribe"). Unchanged since before key
+            # ids: a changed generator would make CloudFormation generate a new value, and every link
+            # already delivered would stop working.
             generate_secret_string=secretsmanager.SecretStringGenerator(
-                secret_string_template="{}",
-                generate_string_key=FIRST_SIGNING_KEY_ID,
-                password_length=SIGNING_KEY_LENGTH,
-                exclude_punctuation=True,
+                password_length=SIGNING_KEY_LENGTH, exclude_punctuation=True
             ),
             removal_policy=removal_policy,
         )

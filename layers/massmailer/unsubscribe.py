@@ -8,7 +8,11 @@ page a person sees.
 * **Several keys at once.** ``MM_SIGNING_KEYS="k2:new-secret,k1:old-secret"`` (or the same in the
   Secrets Manager secret, or a JSON object ``{"k2": "new-secret", "k1": "old-secret"}``): the first
   signs, every listed one verifies. A token whose key id is no longer listed, or whose signature does
-  not match, is refused (a 400 page saying the link is not valid).
+  not match, is refused (a 400 page saying the link is not valid). A bare secret (no key id: what
+  the stage's generated secret holds, and every secret before key ids existed) is key ``k0``.
+* **Links sent before key ids keep working.** They are ``<payload>.<HMAC>`` with the address inside
+  the payload (that format is no longer written); while ``k0`` is listed they verify with it, so a
+  deploy of this version does not break the unsubscribe link of any email already delivered.
 * **A scanner cannot unsubscribe anybody.** GET shows a small page (who the person is unsubscribing
   from, one button) and changes nothing; only a POST carrying ``List-Unsubscribe=One-Click`` (what
   RFC 8058 clients send, and what the page's button sends) adds the address to the suppression list.
@@ -43,6 +47,7 @@ MAX_TOKEN_LENGTH = 512
 _KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _SIGNATURE_BYTES = 16
 _DOMAIN = b"massmailer-unsubscribe/2|"  # what a signature covers besides the key id and the payload
+BARE_KEY_ID = "k0"  # the id of a secret given without one
 
 
 class InvalidToken(ValueError):
@@ -81,6 +86,8 @@ def parse_signing_keys(text: str) -> tuple[SigningKey, ...]:
         except ValueError as exc:
             raise InvalidSigningKeys("signing keys: not valid JSON") from exc
         pairs = [(str(k), str(v)) for k, v in loaded.items()]
+    elif text and ":" not in text and "," not in text:
+        pairs = [(BARE_KEY_ID, text)]  # one bare secret (the generated one, or one from before key ids)
     else:
         pairs = []
         for part in filter(None, (p.strip() for p in text.split(","))):
@@ -140,6 +147,26 @@ class Unsubscriber:
             return _unb64(payload).decode()
         except (binascii.Error, ValueError) as exc:  # pragma: no cover - signed by us, so well formed
             raise InvalidToken("malformed token") from exc
+
+    def verify_legacy(self, token: str) -> tuple[str, str | None]:
+        """(address, campaign id) of a link sent before key ids (``<payload>.<HMAC>``, the address
+        inside the payload), checked with key ``k0``; ``InvalidToken`` otherwise."""
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("malformed token")
+        payload, _, signature = token.partition(".")
+        key = next((k for k in self.keys if k.kid == BARE_KEY_ID), None)
+        if not payload or not signature or "." in signature:
+            raise InvalidToken("malformed token")
+        if key is None:
+            raise InvalidToken("unknown signing key")
+        expected = _b64(hmac.new(key.secret, payload.encode(), hashlib.sha256).digest()[:_SIGNATURE_BYTES])
+        if not hmac.compare_digest(expected, signature):
+            raise InvalidToken("bad signature")
+        try:
+            address, campaign_id = json.loads(_unb64(payload))
+        except (binascii.Error, ValueError, TypeError) as exc:
+            raise InvalidToken("malformed token") from exc
+        return str(address), (str(campaign_id) or None)
 
     def url(self, message_id: str, token: str | None = None) -> str:
         return f"{self.base_url.rstrip('/')}/v1/unsubscribe?token={quote(token or self.token(message_id))}"
@@ -229,9 +256,23 @@ class _Subject:
     campaign_name: str | None
 
 
+def _legacy_subject(unsubscriber: Unsubscriber, campaigns: Campaigns | None, token: str) -> _Subject | None:
+    try:
+        address, campaign_id = unsubscriber.verify_legacy(token)
+    except InvalidToken as exc:
+        logger.info("unsubscribe link refused", extra={"reason": str(exc), "format": "before key ids"})
+        return None
+    stored = campaigns.get_campaign(campaign_id) if campaign_id and campaigns is not None else None
+    name = stored.campaign.name if stored is not None else None
+    sender = (stored.campaign.from_name or stored.campaign.from_address) if stored is not None else ""
+    return _Subject("", address, campaign_id, sender, name)
+
+
 def _subject(
     unsubscriber: Unsubscriber, messages: Messages, campaigns: Campaigns | None, token: str
 ) -> _Subject | None:
+    if token and token.count(".") == 1:
+        return _legacy_subject(unsubscriber, campaigns, token)
     try:
         message_id = unsubscriber.verify(token)
     except InvalidToken as exc:

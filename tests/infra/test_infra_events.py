@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_cdk.assertions import Match
@@ -123,10 +122,11 @@ def test_secrets_are_named_by_spec(synth: Synthesized) -> None:
     assert names == {spec.smtp_secret_name(synth.stage), spec.signing_secret_name(synth.stage)}
 
 
-def test_the_signing_secret_is_generated_as_a_key_id_and_a_secret(synth: Synthesized) -> None:
-    """The generated value is {"k1": "<64 characters>"}: a key id from the first deploy, so a later
-    rotation can add a key before it and keep this one listed (README, "Unsubscribe")."""
-    from massmailer.unsubscribe import parse_signing_keys
+def test_the_signing_secret_is_generated_as_before_key_ids_and_reads_as_key_k0(synth: Synthesized) -> None:
+    """The generated value is a bare 64-character secret, as before key ids existed: a changed
+    generator would make CloudFormation generate a new value and break every link already sent.
+    The functions read a bare secret as key id k0 (README, "Unsubscribe")."""
+    from massmailer.unsubscribe import BARE_KEY_ID, parse_signing_keys
 
     [signing] = [
         s["Properties"]
@@ -134,8 +134,6 @@ def test_the_signing_secret_is_generated_as_a_key_id_and_a_secret(synth: Synthes
         if s["Properties"]["Name"] == spec.signing_secret_name(synth.stage)
     ]
     generated = signing["GenerateSecretString"]
-    assert generated["SecretStringTemplate"] == "{}"
-    assert generated["GenerateStringKey"] == "k1"
-    assert generated["PasswordLength"] == 64
-    value = json.dumps({generated["GenerateStringKey"]: "x" * generated["PasswordLength"]})
-    assert [key.kid for key in parse_signing_keys(value)] == ["k1"]
+    assert "SecretStringTemplate" not in generated and "GenerateStringKey" not in generated
+    assert generated["PasswordLength"] == 64 and generated["ExcludePunctuation"] is True
+    assert [key.kid for key in parse_signing_keys("x" * generated["PasswordLength"])] == [BARE_KEY_ID]

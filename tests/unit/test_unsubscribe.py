@@ -88,7 +88,8 @@ def test_signing_keys_parse_from_text_or_json_in_order() -> None:
     ("text", "reason"),
     [
         ("", "none given"),
-        ("just-a-secret-without-id", "kid:secret"),
+        ("k1:secret-0123456789abc,just-a-secret-without-id", "kid:secret"),
+        ("short", "shorter than 16"),
         ("k 1:secret-0123456789abc", "key id"),
         ("k1:short", "shorter than 16"),
         (f"{OLD},k1:other-secret-0123456789", "listed twice"),
@@ -219,3 +220,63 @@ def test_an_invalid_link_gets_a_400_page_and_changes_nothing(method: str, why: s
 
     assert page.status == 400 and "This unsubscribe link is not valid" in page.html and "<form" not in page.html
     assert not store.suppressions.is_suppressed(ADDRESS)
+
+
+LEGACY_SECRET = "a-secret-from-before-key-ids-0123456789"
+
+
+def _legacy_token(address: str, campaign_id: str, secret: str = LEGACY_SECRET) -> str:
+    """A link as the version before key ids wrote it: ``<payload>.<HMAC>``, the address inside."""
+    import hashlib
+    import hmac
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    payload = b64(json.dumps([address, campaign_id], separators=(",", ":")).encode())
+    return f"{payload}.{b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:16])}"
+
+
+def test_a_bare_secret_is_key_k0_and_signs() -> None:
+    [key] = parse_signing_keys(LEGACY_SECRET)
+    assert key.kid == "k0" and key.secret == LEGACY_SECRET.encode()
+    assert Unsubscriber(keys=(key,), base_url="https://u.example/").token("cmp-1.abc").startswith("k0.")
+
+
+def test_a_link_sent_before_key_ids_still_unsubscribes_while_k0_is_listed() -> None:
+    store = Stores.in_memory()
+    _sent(store)
+    token = _legacy_token(ADDRESS, "cmp-1")
+    rotated = _unsubscriber(f"{NEW},k0:{LEGACY_SECRET}")  # a new key signs; the old bare one is k0
+
+    page = show(rotated, store.messages, store.campaigns, token)
+    assert page.status == 200 and "J***@example.com" in page.html
+    assert not store.suppressions.is_suppressed(ADDRESS)
+
+    page = confirm(
+        rotated, store.messages, store.campaigns, store.suppressions, token, "List-Unsubscribe=One-Click", FORM
+    )
+    assert page.status == 200 and store.suppressions.is_suppressed(ADDRESS)
+
+
+@pytest.mark.parametrize("why", ["k0 removed", "tampered", "other secret"])
+def test_a_link_sent_before_key_ids_is_refused_without_its_key(why: str) -> None:
+    store = Stores.in_memory()
+    _sent(store)
+    token = _legacy_token(ADDRESS, "cmp-1", "another-secret-0123456789" if why == "other secret" else LEGACY_SECRET)
+    if why == "tampered":
+        token = _legacy_token("someone.else@example.com", "cmp-1").split(".")[0] + "." + token.split(".")[1]
+    keys = NEW if why == "k0 removed" else f"{NEW},k0:{LEGACY_SECRET}"
+
+    page = confirm(
+        _unsubscriber(keys),
+        store.messages,
+        store.campaigns,
+        store.suppressions,
+        token,
+        "List-Unsubscribe=One-Click",
+        FORM,
+    )
+    assert page.status == 400 and not store.suppressions.is_suppressed(ADDRESS)
+    assert not store.suppressions.is_suppressed("someone.else@example.com")
