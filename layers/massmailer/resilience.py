@@ -124,6 +124,45 @@ class _View:
     read_at: float = float("-inf")
 
 
+class _SharedViews:
+    """One sender's view of a per-provider item of shared state (the breaker's, a park's): read at
+    most every ``refresh_seconds``; written only conditionally on the version it was read at, the
+    view then updated (won) or dropped so the next look reads again (lost to another sender)."""
+
+    def __init__(
+        self,
+        state: SharedState,
+        partition: Callable[[str], str],
+        refresh_seconds: Callable[[], float],
+        clock: Callable[[], float],
+    ) -> None:
+        self._state = state
+        self._partition = partition
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._views: dict[str, _View] = {}
+        self._lock = threading.Lock()
+
+    def get(self, provider: str) -> dict[str, Any]:
+        now = self._clock()
+        with self._lock:
+            view = self._views.setdefault(provider, _View())
+            if now - view.read_at >= self._refresh_seconds():
+                view.state, view.read_at = self._state.get_state(self._partition(provider)), now
+            return view.state
+
+    def put(self, provider: str, read: dict[str, Any], values: dict[str, Any]) -> bool:
+        """Write ``values`` if the item is still at the version of ``read``."""
+        version = read.get("version", 0)
+        won = self._state.put_state(self._partition(provider), values, expect={"version": version})
+        with self._lock:
+            if won:
+                self._views[provider] = _View(state={**values, "version": int(version) + 1}, read_at=self._clock())
+            else:
+                self._views.pop(provider, None)
+        return won
+
+
 class CircuitBreaker:
     CLOSED, OPEN = "closed", "open"
 
@@ -131,21 +170,9 @@ class CircuitBreaker:
         self._state = state
         self.policy = policy or BreakerPolicy()
         self._clock = clock
-        self._views: dict[str, _View] = {}
         self._me = uuid.uuid4().hex[:12]
-        self._lock = threading.Lock()
-
-    def _view(self, provider: str) -> dict[str, Any]:
-        now = self._clock()
-        with self._lock:
-            view = self._views.setdefault(provider, _View())
-            if now - view.read_at >= self.policy.refresh_seconds:
-                view.state, view.read_at = self._state.get_state(keys.breaker_partition(provider)), now
-            return view.state
-
-    def _remember(self, provider: str, state: dict[str, Any]) -> None:
-        with self._lock:
-            self._views[provider] = _View(state=state, read_at=self._clock())
+        self._shared = _SharedViews(state, keys.breaker_partition, lambda: self.policy.refresh_seconds, clock)
+        self._view = self._shared.get
 
     def status(self, provider: str) -> str:
         return str(self._view(provider).get("state", self.CLOSED))
@@ -162,24 +189,14 @@ class CircuitBreaker:
             return True
         if state.get("probe") and now < float(state.get("probe_until", 0)):
             return False  # someone else is probing
-        claimed = {**state, "probe": self._me, "probe_until": now + self.policy.probe_seconds}
-        if self._state.put_state(
-            keys.breaker_partition(provider), claimed, expect={"version": state.get("version", 0)}
-        ):
-            self._remember(provider, {**claimed, "version": int(state.get("version", 0)) + 1})
-            return True
-        self._views.pop(provider, None)
-        return False
+        claimed = {**_plain(state), "probe": self._me, "probe_until": now + self.policy.probe_seconds}
+        return self._shared.put(provider, state, claimed)
 
     def record_success(self, provider: str) -> None:
         state = self._view(provider)
         if state.get("state", self.CLOSED) == self.CLOSED:
             return
-        closed = {"state": self.CLOSED, "opened_at": 0, "probe": "", "probe_until": 0}
-        if self._state.put_state(keys.breaker_partition(provider), closed, expect={"version": state.get("version", 0)}):
-            self._remember(provider, {**closed, "version": int(state.get("version", 0)) + 1})
-        else:
-            self._views.pop(provider, None)
+        self._shared.put(provider, state, {"state": self.CLOSED, "opened_at": 0, "probe": "", "probe_until": 0})
 
     def record_failure(self, provider: str, error: SendError) -> None:
         if error.recipient_level or isinstance(error, Throttled):
@@ -188,24 +205,14 @@ class CircuitBreaker:
         now = self._clock()
         if state.get("state") == self.OPEN:
             if state.get("probe") == self._me:  # the probe failed: open again for a new cool-down
-                reopened = {"state": self.OPEN, "opened_at": now, "probe": "", "probe_until": 0}
-                if self._state.put_state(
-                    keys.breaker_partition(provider), reopened, expect={"version": state.get("version", 0)}
-                ):
-                    self._remember(provider, {**reopened, "version": int(state.get("version", 0)) + 1})
+                self._shared.put(provider, state, {"state": self.OPEN, "opened_at": now, "probe": "", "probe_until": 0})
             return
         window = int(now // self.policy.window_seconds)
         failures = self._state.add_window_count(
             keys.failure_partition(provider), window, ttl=self.policy.window_seconds * 4
         )
         if failures >= self.policy.failure_threshold:
-            opened = {"state": self.OPEN, "opened_at": now, "probe": "", "probe_until": 0}
-            if self._state.put_state(
-                keys.breaker_partition(provider), opened, expect={"version": state.get("version", 0)}
-            ):
-                self._remember(provider, {**opened, "version": int(state.get("version", 0)) + 1})
-            else:
-                self._views.pop(provider, None)
+            self._shared.put(provider, state, {"state": self.OPEN, "opened_at": now, "probe": "", "probe_until": 0})
 
 
 # --- parking (a provider out of its daily quota) ---------------------------------------------------
@@ -255,31 +262,12 @@ class ProviderParking:
         policy: ParkingPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._state = state
         self._quotas = quotas or {}
         self.policy = policy or ParkingPolicy()
         self._clock = clock
-        self._views: dict[str, _View] = {}
-        self._lock = threading.Lock()
-
-    def _view(self, provider: str) -> dict[str, Any]:
-        now = self._clock()
-        with self._lock:
-            view = self._views.setdefault(provider, _View())
-            if now - view.read_at >= self.policy.refresh_seconds:
-                view.state, view.read_at = self._state.get_state(keys.parking_partition(provider)), now
-            return view.state
-
-    def _put(self, provider: str, state: dict[str, Any], values: dict[str, Any]) -> bool:
-        key = keys.parking_partition(provider)
-        version = state.get("version", 0)
-        if self._state.put_state(key, values, expect={"version": version}):
-            with self._lock:
-                self._views[provider] = _View(state={**values, "version": int(version) + 1}, read_at=self._clock())
-            return True
-        with self._lock:
-            self._views.pop(provider, None)
-        return False
+        self._shared = _SharedViews(state, keys.parking_partition, lambda: self.policy.refresh_seconds, clock)
+        self._view = self._shared.get
+        self._put = self._shared.put
 
     def parked_until(self, provider: str) -> float:
         """When the provider's park ends (epoch seconds); 0 when it is not parked. No write."""
