@@ -123,13 +123,13 @@ class EventRules:
         pattern: dict[str, Any],
         queue_arn: str,
         input_template: dict[str, Any],
-        *,
-        enabled: bool = True,
     ) -> str:
         """Create or replace the rule ``name`` (PutRule, then PutTargets); returns the rule's ARN.
 
         ``input_template`` holds the message's constant fields (:func:`automation_event_input`); the
-        rule adds the event's ``detail``. ``enabled=False`` keeps the rule but matches nothing (pause).
+        rule adds the event's ``detail``. To pause an automation, :meth:`delete` its rule and ``put`` it
+        again on resume: moto (which the local runtime and the tests run on) delivers to a DISABLED
+        rule's targets as if it were enabled, so ``State: DISABLED`` would pause nothing locally.
         """
         text = validate_pattern(pattern)
         transformer = input_transformer(input_template)
@@ -139,7 +139,7 @@ class EventRules:
                 Name=rule,
                 EventBusName=self._bus,
                 EventPattern=text,
-                State="ENABLED" if enabled else "DISABLED",
+                State="ENABLED",
                 Description="MassMailer automation trigger",
             )["RuleArn"]
         except self._client.exceptions.InvalidEventPatternException as exc:
