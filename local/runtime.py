@@ -447,9 +447,10 @@ class LocalRuntime:
     ) -> dict[str, Any]:
         """Fault switches: ``mode`` (ok/down/throttle/paused), ``delay_ms``, ``rate`` for SES; ``smtp``
         (None/"throttle"/"down") for the relay; ``scheduler`` (None/"double") for the scheduler loop."""
-        assert self.ses is not None and self.relay is not None and self.scheduler is not None
+        assert self.ses is not None and self.relay is not None
         if scheduler is not ...:
             fault = parse_fault(scheduler)  # a wrong value is a ValueError (400) before anything changes
+            assert self.scheduler is not None
             self.scheduler.fault = fault
             logger.warning("scheduler fault now %s", fault)
         if ses:
