@@ -5,7 +5,8 @@ Who may do what:
 
 * ingest   — table read/write, put/read audiences in the bucket, enqueue single messages on their lane
              (high by default, low on request) and campaigns on the split queue, manage schedules in
-             the stage's group (and pass their role), read the signing key.
+             the stage's group (and pass their role), put/delete the automation rules (name prefix)
+             of the stage's event bus, aimed at the split queue only, read the signing key.
 * splitter — table read/write, read audiences (under ``audiences/`` only), enqueue on the high/low
              lanes and the split queue (continuations); write recipient exports (s3:PutObject and
              s3:AbortMultipartUpload under ``exports/`` only).
@@ -25,6 +26,7 @@ from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.automation_events import AutomationEvents
 from infra.config import METRICS_NAMESPACE, SendingConfig
 from infra.function import MailerFunction
 from infra.nag import wildcard_action, wildcard_resource
@@ -52,6 +54,7 @@ class PipelineFunctions(Construct):
         queues: WorkQueues,
         secrets: MailSecrets,
         scheduler: SendScheduler,
+        automation_events: AutomationEvents,
         ses: SesEventPublishing,
         layer: lambda_.ILayerVersion,
         architecture: lambda_.Architecture,
@@ -68,6 +71,7 @@ class PipelineFunctions(Construct):
             queues=queues,
             secrets=secrets,
             scheduler=scheduler,
+            automation_events=automation_events,
             ses=ses,
         )
         self.by_name: dict[str, MailerFunction] = {
@@ -93,6 +97,7 @@ class PipelineFunctions(Construct):
         for fn in self.by_name.values():
             self._grant_table(fn)
         self._grant_ingest(queues, secrets, scheduler)
+        self._grant_automation_rules(automation_events)
         self._grant_splitter(queues)
         self._grant_sender(queues, secrets, ses, sending.ses_identity)
         # bounce: the job table and its own event source, nothing else.
@@ -133,6 +138,15 @@ class PipelineFunctions(Construct):
         )
         secrets.signing_key.grant_read(ingest.function)  # verifies unsubscribe tokens
         self._grant_exports(ingest, "ReadRecipientExports", ("s3:GetObject",), "presigns download links")
+
+    def _grant_automation_rules(self, automation_events: AutomationEvents) -> None:
+        automation_events.grant_manage_rules(self.ingest.function)  # event-triggered automations
+        self.ingest.acknowledge_wildcards(
+            "The ingest function puts and deletes one EventBridge rule per event-triggered automation, "
+            "named at run time; access is limited to rules with the stage's prefix on the stage's bus, "
+            "and targets to the split queue.",
+            wildcard_resource(self, automation_events.rules_arn),
+        )
 
     def _grant_splitter(self, queues: WorkQueues) -> None:
         self._grant_bucket_read(
@@ -227,6 +241,7 @@ def _environment(
     queues: WorkQueues,
     secrets: MailSecrets,
     scheduler: SendScheduler,
+    automation_events: AutomationEvents,
     ses: SesEventPublishing,
 ) -> dict[str, str]:
     """The variables ``massmailer.settings.Settings.from_env`` reads (names from ``spec.ENV``)."""
@@ -243,6 +258,7 @@ def _environment(
         ENV.schedule_group: scheduler.group_name,
         ENV.scheduler_role_arn: scheduler.role.role_arn,
         ENV.schedule_dlq_arn: scheduler.dead_letter_queue.queue_arn,
+        ENV.event_bus: automation_events.bus_name,
         "POWERTOOLS_SERVICE_NAME": service_name,
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
     }

@@ -8,6 +8,7 @@ from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
 from infra.api import IngestApi
+from infra.automation_events import AutomationEvents
 from infra.config import StageConfig
 from infra.functions import PipelineFunctions
 from infra.layer import SharedLayer
@@ -47,6 +48,9 @@ class MassMailerStack(Stack):
         scheduler = SendScheduler(
             self, "Scheduler", stage=stage, target_queue=queues.split, removal_policy=removal_policy
         )
+        automation_events = AutomationEvents(
+            self, "AutomationEvents", stage=stage, target_queue=queues.split, removal_policy=removal_policy
+        )
         ses = SesEventPublishing(
             self,
             "Ses",
@@ -73,6 +77,7 @@ class MassMailerStack(Stack):
             queues=queues,
             secrets=secrets,
             scheduler=scheduler,
+            automation_events=automation_events,
             ses=ses,
             layer=layer.layer,
             architecture=config.lambda_architecture,
@@ -118,6 +123,12 @@ class MassMailerStack(Stack):
         CfnOutput(self, "UnsubscribeUrl", value=api.unsubscribe_url, description="Public one-click unsubscribe")
         CfnOutput(self, "SmtpSecretName", value=spec.smtp_secret_name(stage), description="Put relay credentials here")
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(
+            self,
+            "EventBusArn",
+            value=automation_events.bus.event_bus_arn,
+            description="Put events for event-triggered automations here (grant producers events:PutEvents on it)",
+        )
 
         Tags.of(self).add("app", spec.APP)
         Tags.of(self).add("stage", stage)

@@ -4,8 +4,9 @@
 * ``demo``   — the self-contained demo (``make demo``);
 * ``fault``  — flip the fault switches of a running ``up``: ``python -m local fault ses=down``,
   ``ses=throttle``, ``ses=paused``, ``ses=quota`` (daily quota used up), ``ses=ok``, ``delay=800`` (ms),
-  ``rate=5`` (emails/s, ``rate=none`` to lift), ``smtp=throttle``/``smtp=down``/``smtp=ok``;
-  ``python -m local fault`` alone shows them, ``--reset`` clears them;
+  ``rate=5`` (emails/s, ``rate=none`` to lift), ``smtp=throttle``/``smtp=down``/``smtp=ok``,
+  ``scheduler=double`` (every schedule invocation delivered twice, as Scheduler's at-least-once
+  allows)/``scheduler=ok``; ``python -m local fault`` alone shows them, ``--reset`` clears them;
 * ``status`` — endpoints, queue depths, what SES and the relay saw.
 """
 
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from local.children import ROOT
+from local.scheduler_loop import FAULTS as SCHEDULER_FAULTS
+from local.scheduler_loop import parse_fault
 from local.ses_proxy import MODES, SesFaults
 
 STATE_FILE = ROOT / ".local" / "runtime.json"
@@ -70,6 +73,8 @@ def _activity(rt: Any) -> str:
         fault_text.append(f"rate={faults['ses']['rate']:g}/s")
     if faults["smtp"]:
         fault_text.append(f"smtp={faults['smtp']}")
+    if faults.get("scheduler"):
+        fault_text.append(f"scheduler={faults['scheduler']}")
     refused = sum(v for k, v in ses["stats"].items() if k.startswith("refused:"))
     return (
         f"{time.strftime('%H:%M:%S')}  SES accepted {ses['stats'].get('accepted', 0)}"
@@ -89,6 +94,7 @@ def up(args: argparse.Namespace) -> int:
         api_port=args.port,
         failed_visibility=args.failed_visibility,
         ses_faults=faults,
+        scheduler_fault=args.scheduler,
         environments={**RuntimeConfig().environments, **dict(_pairs(args.environments))},
     )
     stop = threading.Event()
@@ -183,8 +189,13 @@ def fault(args: argparse.Namespace) -> int:
             body["rate"] = None if value.lower() in ("", "none", "off", "0") else float(value)
         elif key == "smtp":
             body["smtp"] = None if value.lower() in ("", "ok", "none", "off") else value
+        elif key == "scheduler":
+            try:
+                body["scheduler"] = parse_fault(value)
+            except ValueError as exc:
+                raise SystemExit(str(exc)) from None
         else:
-            raise SystemExit(f"unknown switch {item!r} (ses=, delay=, rate=, smtp=)")
+            raise SystemExit(f"unknown switch {item!r} (ses=, delay=, rate=, smtp=, scheduler=)")
     result = _call(f"{base}/faults", "POST", body) if body else _call(f"{base}/faults")
     print(json.dumps(result, indent=2))
     return 0
@@ -212,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_up.add_argument("--ses-delay-ms", type=int, default=0, help="slow every SES SendEmail by this much")
     p_up.add_argument("--ses-rate", type=float, default=None, help="SES max send rate (emails/s)")
+    p_up.add_argument(
+        "--scheduler", default=None, choices=SCHEDULER_FAULTS, help="start with every schedule fired twice"
+    )
     p_up.add_argument("--environments", help="execution environments per queue, e.g. low=3,high=2,bounce=2")
     p_up.add_argument("--quiet", action="store_true", help="no activity lines")
     p_up.set_defaults(func=up)
@@ -223,7 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     p_fault = sub.add_parser("fault", help="show or flip the fault switches of a running runtime")
-    p_fault.add_argument("switches", nargs="*", help="ses=down|throttle|paused|quota|ok delay=MS rate=N|none smtp=...")
+    p_fault.add_argument(
+        "switches",
+        nargs="*",
+        help="ses=down|throttle|paused|quota|ok delay=MS rate=N|none smtp=... scheduler=double|ok",
+    )
     p_fault.add_argument("--reset", action="store_true")
     p_fault.add_argument("--url", help="control URL (default: from .local/runtime.json)")
     p_fault.set_defaults(func=fault)

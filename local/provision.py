@@ -94,6 +94,7 @@ def provision(
     sesv2 = client("sesv2")
     scheduler = client("scheduler")
     iam = client("iam")
+    events = client("events")
     region = session.region_name or "us-east-1"
 
     table = spec.table_name(stage)
@@ -156,6 +157,11 @@ def provision(
         ),
     )["Role"]["Arn"]
 
+    # The stage's EventBridge bus: automations' rules send matching events to the split queue. moto
+    # delivers PutEvents to SQS targets itself, InputTransformer included (no emulation needed).
+    event_bus = spec.event_bus_name(stage)
+    events.create_event_bus(Name=event_bus)
+
     env = {
         ENV.stage: stage,
         ENV.table: table,
@@ -170,6 +176,7 @@ def provision(
         ENV.schedule_dlq_arn: sqs.get_queue_attributes(QueueUrl=schedule_dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"],
+        ENV.event_bus: event_bus,
     }
     return {
         "env": env,
@@ -180,6 +187,7 @@ def provision(
         "table": table,
         "schedule_group": group,
         "schedule_dlq": schedule_dlq_url,
+        "event_bus": event_bus,
         "configuration_set": config_set,
         # What the configuration set publishes, and where (moto stores no event destinations).
         "event_destinations": {config_set: {"topic_arn": topic_arn, "event_types": list(event_types)}},

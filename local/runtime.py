@@ -43,7 +43,7 @@ from botocore.config import Config
 from local.children import ROOT, Child, stop_all
 from local.event_source import queue_depth
 from local.provision import provision
-from local.scheduler_loop import SchedulerLoop
+from local.scheduler_loop import SchedulerLoop, parse_fault
 from local.ses_proxy import SesEndpoint, SesFaults
 from local.smtp_relay import SmtpRelay, free_port
 from massmailer import spec
@@ -76,6 +76,7 @@ class RuntimeConfig:
     # one interpreter lock, and DynamoDB is half of its work, so this puts the second core to use.
     separate_dynamodb: bool = True
     ses_faults: SesFaults = field(default_factory=SesFaults)
+    scheduler_fault: str | None = None  # "double": the scheduler loop delivers every invocation twice
     function_env: dict[str, str] = field(default_factory=dict)  # extra settings, e.g. MM_MAX_ATTEMPTS
     # Niceness added to the environments of a queue, e.g. {"low": 10}. On AWS each execution
     # environment has CPU of its own; on a small machine every environment shares the same cores, and
@@ -269,7 +270,11 @@ class LocalRuntime:
         for environment in self.environments:
             environment.child.wait_ready(timeout=90)
         self.scheduler = SchedulerLoop(
-            self.client("scheduler"), self.client("sqs"), self.client("sns"), tick=cfg.scheduler_tick
+            self.client("scheduler"),
+            self.client("sqs"),
+            self.client("sns"),
+            tick=cfg.scheduler_tick,
+            fault=parse_fault(cfg.scheduler_fault),
         ).start()
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
         self._supervisor.start()
@@ -437,10 +442,17 @@ class LocalRuntime:
     def outbox(self) -> list[Path]:
         return sorted(self.config.outbox_dir.glob("*.eml"))
 
-    def set_faults(self, *, smtp: str | None | object = ..., **ses: Any) -> dict[str, Any]:
+    def set_faults(
+        self, *, smtp: str | None | object = ..., scheduler: str | None | object = ..., **ses: Any
+    ) -> dict[str, Any]:
         """Fault switches: ``mode`` (ok/down/throttle/paused), ``delay_ms``, ``rate`` for SES; ``smtp``
-        (None/"throttle"/"down") for the relay."""
+        (None/"throttle"/"down") for the relay; ``scheduler`` (None/"double") for the scheduler loop."""
         assert self.ses is not None and self.relay is not None
+        if scheduler is not ...:
+            fault = parse_fault(scheduler)  # a wrong value is a ValueError (400) before anything changes
+            assert self.scheduler is not None
+            self.scheduler.fault = fault
+            logger.warning("scheduler fault now %s", fault)
         if ses:
             self.ses.set_faults(**ses)
         if smtp is not ...:
@@ -452,11 +464,17 @@ class LocalRuntime:
         assert self.ses is not None and self.relay is not None
         self.ses.reset_faults()
         self.relay.fault = None
+        if self.scheduler is not None:
+            self.scheduler.fault = None
         return self.faults()
 
     def faults(self) -> dict[str, Any]:
         assert self.ses is not None and self.relay is not None
-        return {"ses": asdict(self.ses.faults), "smtp": self.relay.fault}
+        return {
+            "ses": asdict(self.ses.faults),
+            "smtp": self.relay.fault,
+            "scheduler": self.scheduler.fault if self.scheduler is not None else None,
+        }
 
     def status(self) -> dict[str, Any]:
         assert self.ses is not None and self.relay is not None
@@ -495,7 +513,8 @@ class LocalRuntime:
         smtp = values.pop("smtp", ...)
         if smtp in ("", "ok", "none", "null"):
             smtp = None
-        return 200, self.set_faults(smtp=smtp, **values)
+        scheduler = values.pop("scheduler", ...)
+        return 200, self.set_faults(smtp=smtp, scheduler=scheduler, **values)
 
     # -- stop -----------------------------------------------------------------------------------
     def stop(self) -> None:

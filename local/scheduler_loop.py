@@ -14,8 +14,16 @@ does with a templated target:
   not exist skipped, one that happens twice fired once); a rate counts from ``StartDate``, else
   from the schedule's creation;
 * ``ActionAfterCompletion: DELETE`` deletes a one-time schedule once it has fired;
-* a target that cannot be reached is retried on the next ticks until the target's ``RetryPolicy``
-  gives up, then the event goes to ``DeadLetterConfig.Arn`` if there is one.
+* a target that cannot be reached is retried on later ticks (backing off by the loop's clock) until
+  the target's ``RetryPolicy`` gives up, then the event goes to ``DeadLetterConfig.Arn`` if there is one;
+* ``State: DISABLED`` fires nothing; a schedule ENABLED again fires from then on (the runs it missed
+  while disabled are not caught up, as on Scheduler); ``UpdateSchedule`` is picked up on the next
+  tick (a changed ``LastModificationDate`` makes the loop read the schedule again);
+* at least once: the fault switch ``scheduler=double`` (:attr:`SchedulerLoop.fault`) delivers every
+  invocation twice (same scheduled time, another execution id), the duplicate Scheduler's
+  documentation allows, so consumers can be shown to make one run of it.
+
+Time is the loop's ``clock`` (injectable): the tests drive ``run_once`` with a fake one, no sleeping.
 
 Local simplifications: a ``FLEXIBLE`` time window fires at its start; one-time schedules whose time
 passed while the runtime was down fire when it starts (moto forgets everything on restart anyway).
@@ -26,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +48,19 @@ logger = logging.getLogger(__name__)
 
 class UnsupportedSchedule(ValueError):
     pass
+
+
+DOUBLE = "double"
+FAULTS = (DOUBLE,)
+
+
+def parse_fault(value: Any) -> str | None:
+    """The ``scheduler`` fault switch: ``double`` (every invocation delivered twice), or off."""
+    if value is None or str(value).strip().lower() in ("", "ok", "none", "off", "null"):
+        return None
+    if str(value).strip().lower() in FAULTS:
+        return str(value).strip().lower()
+    raise ValueError(f"scheduler fault must be one of {', '.join(FAULTS)} or ok, not {value!r}")
 
 
 def _aware(value: Any) -> datetime | None:
@@ -141,6 +161,7 @@ class Firing:
     attempts: int = 1
     error: str | None = None
     deleted: bool = False
+    copy: int = 1  # 2: the duplicate delivery of the ``scheduler=double`` fault
 
 
 @dataclass
@@ -148,7 +169,7 @@ class _Retry:
     schedule: StoredSchedule
     scheduled: datetime
     attempts: int
-    next_try: float
+    next_try: datetime
 
 
 @dataclass
@@ -158,6 +179,7 @@ class SchedulerLoop:
     sns: Any
     tick: float = 0.5
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    fault: str | None = None  # "double": every invocation is delivered twice (at least once)
     history: list[Firing] = field(default_factory=list)
     _cache: dict[tuple[str, str], StoredSchedule] = field(default_factory=dict)
     _fired: set[tuple[str, str, str]] = field(default_factory=set)
@@ -213,6 +235,8 @@ class SchedulerLoop:
                     continue
                 self._fired.add(key)
                 fired.append(self._fire(schedule, scheduled, attempt=1))
+                if self.fault == DOUBLE:
+                    fired.append(self._fire(schedule, scheduled, attempt=1, copy=2))
         fired += self._run_retries()
         with self._lock:
             self.history.extend(fired)
@@ -253,7 +277,7 @@ class SchedulerLoop:
         else:
             raise UnsupportedSchedule(f"target {arn!r} is not supported locally (SQS and SNS are)")
 
-    def _fire(self, schedule: StoredSchedule, scheduled: datetime, attempt: int) -> Firing:
+    def _fire(self, schedule: StoredSchedule, scheduled: datetime, attempt: int, copy: int = 1) -> Firing:
         firing = Firing(
             group=schedule.group,
             name=schedule.name,
@@ -262,6 +286,7 @@ class SchedulerLoop:
             target=schedule.target.get("Arn", ""),
             ok=True,
             attempts=attempt,
+            copy=copy,
         )
         try:
             self._deliver(schedule.target, self._input(schedule, scheduled, attempt))
@@ -275,6 +300,8 @@ class SchedulerLoop:
             try:
                 self.scheduler.delete_schedule(Name=schedule.name, GroupName=schedule.group)
                 firing.deleted = True
+            except self.scheduler.exceptions.ResourceNotFoundException:
+                firing.deleted = True  # the first of a double delivery deleted it
             except Exception:
                 logger.exception("could not delete completed schedule %s/%s", schedule.group, schedule.name)
         return firing
@@ -286,7 +313,7 @@ class SchedulerLoop:
         age = (self.clock() - scheduled).total_seconds()
         if attempt <= max_retries and age < max_age:
             delay = min(60.0, 2.0 ** min(attempt, 6))
-            self._retries.append(_Retry(schedule, scheduled, attempt + 1, time.monotonic() + delay))
+            self._retries.append(_Retry(schedule, scheduled, attempt + 1, self.clock() + timedelta(seconds=delay)))
             return
         dlq = (schedule.target.get("DeadLetterConfig") or {}).get("Arn")
         if not dlq:
@@ -307,7 +334,7 @@ class SchedulerLoop:
             logger.exception("could not dead-letter schedule %s/%s", schedule.group, schedule.name)
 
     def _run_retries(self) -> list[Firing]:
-        now = time.monotonic()
+        now = self.clock()
         due = [r for r in self._retries if r.next_try <= now]
         self._retries = [r for r in self._retries if r.next_try > now]
         return [self._fire(r.schedule, r.scheduled, r.attempts) for r in due]

@@ -56,6 +56,7 @@ class Settings(BaseModel):
     schedule_group: str | None = None
     scheduler_role_arn: str | None = None
     schedule_dlq_arn: str | None = None  # where Scheduler puts a schedule it could not deliver
+    event_bus_name: str | None = None  # the stage's EventBridge bus (event-triggered automations)
     # The bounce/complaint guard's stage defaults (a campaign's request may set its own):
     guard_bounce_rate: float = Field(default=0.05, gt=0, le=1)
     guard_complaint_rate: float = Field(default=0.001, gt=0, le=1)
@@ -104,6 +105,7 @@ class Settings(BaseModel):
             "schedule_group": ENV.schedule_group,
             "scheduler_role_arn": ENV.scheduler_role_arn,
             "schedule_dlq_arn": ENV.schedule_dlq_arn,
+            "event_bus_name": ENV.event_bus,
             "guard_bounce_rate": ENV.guard_bounce_rate,
             "guard_complaint_rate": ENV.guard_complaint_rate,
             "guard_min_sent": ENV.guard_min_sent,

@@ -188,6 +188,16 @@ def schedule_dlq_name(stage: str) -> str:
     return resource_name(stage, "schedules-dlq")
 
 
+def event_bus_name(stage: str) -> str:
+    """The stage's EventBridge bus: events that trigger automations are put here."""
+    return resource_name(stage, "events")
+
+
+def event_rule_prefix(stage: str) -> str:
+    """Every automation's rule on the bus is named with this prefix (what the ingest function may manage)."""
+    return resource_name(stage, "auto-")
+
+
 def smtp_secret_name(stage: str) -> str:
     return f"{APP}/{stage}/smtp-relay"
 
@@ -227,6 +237,7 @@ class EnvNames:
     schedule_group: str = "MM_SCHEDULE_GROUP"
     scheduler_role_arn: str = "MM_SCHEDULER_ROLE_ARN"
     schedule_dlq_arn: str = "MM_SCHEDULE_DLQ_ARN"
+    event_bus: str = "MM_EVENT_BUS_NAME"
     stage: str = "MM_STAGE"
     guard_bounce_rate: str = "MM_GUARD_BOUNCE_RATE"
     guard_complaint_rate: str = "MM_GUARD_COMPLAINT_RATE"

@@ -175,3 +175,11 @@ def test_mailbox_simulator_events_drive_the_bounce_function_as_ses_would(
     assert record["status"] == status
     assert int(record.get("soft_bounces") or 0) == soft_bounces
     assert (store.suppressions.by_address.get(to.lower()) or {}).get("reason") == suppressed
+
+
+def test_the_fault_command_checks_the_scheduler_switch_before_calling_the_runtime() -> None:
+    from local.__main__ import main
+
+    # The URL is never called: a wrong value stops the command first.
+    with pytest.raises(SystemExit, match="scheduler fault must be one of double"):
+        main(["fault", "scheduler=triple", "--url", "http://127.0.0.1:9/_local"])
