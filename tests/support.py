@@ -8,7 +8,12 @@ from typing import Any
 
 from local.apigw import api_event
 from local.lambda_context import LambdaContext
+from massmailer.memory import InMemoryQueue
 from massmailer.models import Campaign, CampaignStatus, Content, Lane
+from massmailer.providers.chain import ProviderChain
+from massmailer.sending import SenderContext
+from massmailer.store import InMemoryStores
+from massmailer.unsubscribe import SigningKey, Unsubscriber
 
 __all__ = ["EVENTS", "ROOT", "api_event", "context", "load_event", "make_campaign"]
 
@@ -44,4 +49,25 @@ def make_campaign(
         status=status,
         audience_key=f"audiences/{campaign_id}.jsonl",
         created_at=datetime.now(UTC),
+    )
+
+
+TEST_UNSUBSCRIBER = Unsubscriber(keys=(SigningKey("k1", b"k" * 16),), base_url="https://u.example")
+
+
+def sender_context(store: InMemoryStores, chain: ProviderChain, **fields: Any) -> SenderContext:
+    """A sender over in-memory stores and an in-memory queue, signing with a test key; ``fields``
+    set or override any other ``SenderContext`` field (policy, clock, rng, concurrency, …)."""
+    return SenderContext(
+        **{
+            "campaigns": store.campaigns,
+            "messages": store.messages,
+            "suppressions": store.suppressions,
+            "markers": store.markers,
+            "queue": InMemoryQueue(),
+            "chain": chain,
+            "from_address": "noreply@example.com",
+            "unsubscriber": TEST_UNSUBSCRIBER,
+            **fields,
+        }
     )

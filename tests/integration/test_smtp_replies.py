@@ -17,7 +17,6 @@ from botocore.stub import Stubber
 
 from local.smtp_relay import free_port
 from massmailer.errors import SendError
-from massmailer.memory import InMemoryQueue
 from massmailer.mime import OutgoingEmail, build_message
 from massmailer.models import BatchMessage, BatchRecipient, Content, Lane
 from massmailer.providers.chain import ProviderChain
@@ -27,8 +26,7 @@ from massmailer.providers.smtp import SmtpConfig, SmtpProvider
 from massmailer.resilience import BreakerPolicy, CircuitBreaker
 from massmailer.sending import RetryPolicy, SenderContext, send_batch
 from massmailer.store import InMemoryStores, Stores
-from massmailer.unsubscribe import SigningKey, Unsubscriber
-from tests.support import make_campaign
+from tests.support import make_campaign, sender_context
 
 
 class Relay:
@@ -202,15 +200,9 @@ CAMPAIGN = "cmp-r"
 def _ctx(chain: ProviderChain, store: InMemoryStores | None = None) -> SenderContext:
     store = store or Stores.in_memory()
     store.campaigns.put_campaign(make_campaign(CAMPAIGN, content=Content(subject="Hi", text="Hello")))
-    return SenderContext(
-        campaigns=store.campaigns,
-        messages=store.messages,
-        suppressions=store.suppressions,
-        markers=store.markers,
-        queue=InMemoryQueue(),
-        chain=chain,
-        from_address="noreply@example.com",
-        unsubscriber=Unsubscriber(keys=(SigningKey("k1", b"k" * 16),), base_url="https://u.example"),
+    return sender_context(
+        store,
+        chain,
         policy=RetryPolicy(max_attempts=4),
         concurrency=1,
     )

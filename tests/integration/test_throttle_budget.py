@@ -16,17 +16,15 @@ from botocore.exceptions import ClientError
 
 from local.smtp_relay import free_port
 from massmailer import wiring
-from massmailer.memory import InMemoryQueue
 from massmailer.models import BatchMessage, BatchRecipient, Content, Lane
 from massmailer.providers.chain import ProviderChain
 from massmailer.providers.smtp import SmtpConfig, SmtpProvider
-from massmailer.sending import RetryPolicy, SenderContext, send_batch
+from massmailer.sending import RetryPolicy, send_batch
 from massmailer.store import keys
 from massmailer.store.provider_state import DynamoSharedState
-from massmailer.unsubscribe import SigningKey, Unsubscriber
 from tests.integration.conftest import Pipeline
 from tests.integration.test_pipeline import _campaign
-from tests.support import make_campaign
+from tests.support import make_campaign, sender_context
 
 
 class _Storm:
@@ -58,15 +56,9 @@ def test_an_smtp_421_or_451_storm_falls_under_the_throttling_budget(storm: tuple
     store = Stores.in_memory(clock=lambda: clock["now"])
     store.campaigns.put_campaign(make_campaign("c-storm", content=Content(subject="Hi", text="Hello")))
     relay = SmtpProvider(SmtpConfig(host="127.0.0.1", port=controller.port, timeout=30))
-    ctx = SenderContext(
-        campaigns=store.campaigns,
-        messages=store.messages,
-        suppressions=store.suppressions,
-        markers=store.markers,
-        queue=InMemoryQueue(),
-        chain=ProviderChain([relay]),
-        from_address="noreply@example.com",
-        unsubscriber=Unsubscriber(keys=(SigningKey("k1", b"k" * 16),), base_url="https://u.example"),
+    ctx = sender_context(
+        store,
+        ProviderChain([relay]),
         policy=RetryPolicy(max_attempts=2, throttle_budget=2 * 3600),
         rng=random.Random(1),
         clock=lambda: clock["now"],

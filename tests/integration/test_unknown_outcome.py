@@ -18,7 +18,6 @@ from botocore.config import Config
 
 from local.smtp_relay import free_port
 from massmailer import wiring
-from massmailer.memory import InMemoryQueue
 from massmailer.models import BatchMessage, BatchRecipient, Content, Lane
 from massmailer.notifications import process_notification
 from massmailer.providers.chain import ProviderChain
@@ -26,8 +25,7 @@ from massmailer.providers.ses import SesProvider
 from massmailer.providers.smtp import SmtpConfig, SmtpProvider
 from massmailer.sending import RetryPolicy, SenderContext, send_batch
 from massmailer.store import InMemoryStores, Stores
-from massmailer.unsubscribe import SigningKey, Unsubscriber
-from tests.support import make_campaign
+from tests.support import make_campaign, sender_context
 
 CAMPAIGN = "cmp-u"
 
@@ -140,15 +138,9 @@ class Clock:
 def _ctx(chain: ProviderChain, clock: Clock) -> tuple[SenderContext, InMemoryStores]:
     store = Stores.in_memory(clock=clock)
     store.campaigns.put_campaign(make_campaign(CAMPAIGN, content=Content(subject="Hi", text="Hello")))
-    ctx = SenderContext(
-        campaigns=store.campaigns,
-        messages=store.messages,
-        suppressions=store.suppressions,
-        markers=store.markers,
-        queue=InMemoryQueue(),
-        chain=chain,
-        from_address="noreply@example.com",
-        unsubscriber=Unsubscriber(keys=(SigningKey("k1", b"k" * 16),), base_url="https://u.example"),
+    ctx = sender_context(
+        store,
+        chain,
         policy=RetryPolicy(max_attempts=4),
         concurrency=1,
         clock=clock,

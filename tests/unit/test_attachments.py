@@ -8,13 +8,12 @@ from email import policy as email_policy
 import pytest
 
 from massmailer.attachments import AttachmentResolver
-from massmailer.memory import InMemoryBlobs, InMemoryQueue
+from massmailer.memory import InMemoryBlobs
 from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Lane
 from massmailer.providers.chain import ProviderChain
 from massmailer.sending import SenderContext, send_batch
 from massmailer.store import Stores
-from massmailer.unsubscribe import SigningKey, Unsubscriber
-from tests.support import make_campaign
+from tests.support import make_campaign, sender_context
 from tests.unit.fakes import FakeProvider
 
 
@@ -35,15 +34,10 @@ def _ctx(policy: str, max_bytes: int = 1000) -> tuple[SenderContext, FakeProvide
     )
     blobs.put("attachments/terms.pdf", b"%PDF terms")
     blobs.put("attachments/invoice-1.pdf", b"%PDF invoice one")
-    ctx = SenderContext(
-        campaigns=store.campaigns,
-        messages=store.messages,
-        suppressions=store.suppressions,
-        markers=store.markers,
-        queue=InMemoryQueue(),
-        chain=ProviderChain([ses]),
+    ctx = sender_context(
+        store,
+        ProviderChain([ses]),
         from_address="f@example.com",
-        unsubscriber=Unsubscriber(keys=(SigningKey("k1", b"k" * 16),), base_url="https://u.example"),
         attachments=AttachmentResolver(blobs, max_bytes=max_bytes),
         concurrency=1,
     )

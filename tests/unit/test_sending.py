@@ -10,14 +10,12 @@ import pytest
 
 from massmailer.errors import ConfigurationError, HardBounce, ProviderDown, SoftBounce, Throttled, Transient
 from massmailer.lifecycle import MOVES, Action
-from massmailer.memory import InMemoryQueue
 from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Lane
 from massmailer.providers.chain import ProviderChain
 from massmailer.sending import RetryPolicy, SenderContext, send_batch
 from massmailer.store import InMemoryStores, Stores, StoreUnavailable
 from massmailer.store.suppressions import InMemorySuppressions
-from massmailer.unsubscribe import SigningKey, Unsubscriber
-from tests.support import make_campaign
+from tests.support import make_campaign, sender_context
 from tests.unit.fakes import FakeProvider
 
 CAMPAIGN = "cmp-1"
@@ -29,15 +27,9 @@ def _ctx(*providers: FakeProvider, store: InMemoryStores | None = None, clock=No
         store.campaigns.put_campaign(
             make_campaign(CAMPAIGN, content=Content(subject="Hi {{ name }}", text="Hello {{ name }}"))
         )
-    return SenderContext(
-        campaigns=store.campaigns,
-        messages=store.messages,
-        suppressions=store.suppressions,
-        markers=store.markers,
-        queue=InMemoryQueue(),
-        chain=ProviderChain(list(providers)),
-        from_address="noreply@example.com",
-        unsubscriber=Unsubscriber(keys=(SigningKey("k1", b"k" * 16),), base_url="https://u.example"),
+    return sender_context(
+        store,
+        ProviderChain(list(providers)),
         policy=RetryPolicy(max_attempts=4),
         rng=random.Random(7),
         **({"clock": clock} if clock else {}),

@@ -10,7 +10,6 @@ import random
 import pytest
 
 from massmailer.errors import SendError, Throttled, Transient
-from massmailer.memory import InMemoryQueue
 from massmailer.mime import OutgoingEmail
 from massmailer.models import BatchMessage, BatchRecipient, Content, Lane
 from massmailer.providers.chain import ProviderChain
@@ -20,8 +19,7 @@ from massmailer.settings import Settings
 from massmailer.spec import ENV, SQS_MAX_DELAY_SECONDS
 from massmailer.store import InMemoryStores, Stores
 from massmailer.store.provider_state import InMemorySharedState
-from massmailer.unsubscribe import SigningKey, Unsubscriber
-from tests.support import make_campaign
+from tests.support import make_campaign, sender_context
 from tests.unit.fakes import FakeProvider
 
 CAMPAIGN = "cmp-t"
@@ -47,15 +45,9 @@ def _ctx(
     store = store or Stores.in_memory(clock=clock)
     if CAMPAIGN not in store.campaigns.by_id:
         store.campaigns.put_campaign(make_campaign(CAMPAIGN, content=Content(subject="Hi", text="Hello")))
-    return SenderContext(
-        campaigns=store.campaigns,
-        messages=store.messages,
-        suppressions=store.suppressions,
-        markers=store.markers,
-        queue=InMemoryQueue(),
-        chain=chain,
-        from_address="noreply@example.com",
-        unsubscriber=Unsubscriber(keys=(SigningKey("k1", b"k" * 16),), base_url="https://u.example"),
+    return sender_context(
+        store,
+        chain,
         policy=policy or RetryPolicy(max_attempts=4),
         rng=random.Random(3),
         clock=clock,
