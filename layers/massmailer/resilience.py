@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from massmailer.errors import SendError, Throttled
+from massmailer.errors import ProviderDown, SendError, Throttled
 from massmailer.store import keys
 from massmailer.store.provider_state import SharedState  # the port: shared windows and state
 
@@ -206,6 +206,10 @@ class CircuitBreaker:
                 self._remember(provider, {**opened, "version": int(state.get("version", 0)) + 1})
             else:
                 self._views.pop(provider, None)
+
+
+class CircuitOpen(ProviderDown):
+    """The provider's circuit is open: skipped without a call (it was not asked, so it refused nothing)."""
 
 
 # --- parking (a provider out of its daily quota) ---------------------------------------------------
