@@ -56,7 +56,7 @@ COLUMNS = (
     "campaign_id",
 )
 PART_SIZE = MIN_PART  # bytes of CSV per uploaded part (S3: ≥ 5 MiB but the last)
-CARRY_MAX = 256 << 10  # rows short of a part handed over in the item (DynamoDB: 400 KB an item)
+CARRY_MAX = 256 << 10  # UTF-8 bytes of rows short of a part handed over in the item (DynamoDB: 400 KB an item)
 # Hand over to a continuation when the invocation has less left than this: enough to read up to a
 # part's worth of records (≈ 35k, ≈ 350 BatchGetItem calls) and upload it, if the rows since the last
 # part are too many to ride in the item.
@@ -220,8 +220,10 @@ def _stream(ctx: ExportContext, job: ExportJob, token: str, clock: Callable[[], 
             pending += 1
         if text.tell() >= PART_SIZE and not checkpoint():
             return ExportReport("held", rows, job.part_count)
-        if ctx.time_left() < HAND_OVER_SECONDS and text.tell() <= CARRY_MAX:
-            return _hand_over(ctx, job, token, text.getvalue(), rows + pending, position, clock)
+        if ctx.time_left() < HAND_OVER_SECONDS and text.tell() <= CARRY_MAX:  # characters ≤ bytes: cheap first
+            carry = text.getvalue()
+            if len(carry.encode()) <= CARRY_MAX:  # the item's limit is in bytes (UTF-8)
+                return _hand_over(ctx, job, token, carry, rows + pending, position, clock)
     if (text.tell() or job.part_count == 0) and not checkpoint():
         return ExportReport("held", rows, job.part_count)
     ctx.blobs.complete_upload(job.key, job.upload_id, job.parts)

@@ -255,7 +255,8 @@ def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_ke
 
 def _create_campaign(ctx: IntakeContext, request: CampaignRequest, campaign_id: str) -> dict[str, Any]:
     """Every write here is conditional or repeats the same bytes, so a retry that took the key over
-    finishes the same campaign: ``put_campaign`` never resets an existing one's counters or cursor."""
+    finishes the same campaign: ``put_campaign`` never resets an existing one's counters or cursor,
+    and the answer is the stored campaign's status."""
     now = datetime.now(UTC)
     scheduled = request.send_at is not None and request.send_at > now
     audience_etag = None
@@ -294,7 +295,17 @@ def _create_campaign(ctx: IntakeContext, request: CampaignRequest, campaign_id: 
         guard={**(ctx.guard_defaults or {}), **(request.guard.model_dump(exclude_none=True) if request.guard else {})}
         or None,
     )
-    ctx.campaigns.put_campaign(campaign)  # conditional: an existing campaign is left as it is
+    status = campaign.status
+    if not ctx.campaigns.put_campaign(campaign):  # conditional: a retry finds the campaign as it is now
+        stored = ctx.campaigns.get_campaign(campaign_id)
+        status = reported_status(stored) if stored is not None else status
+        # Only a campaign still SCHEDULED, or SPLITTING from the start, may lack the split request
+        # (the first try died before sending it); past that it went out, and a pause or cancel stands.
+        if not (
+            status == CampaignStatus.SCHEDULED
+            or (status == CampaignStatus.SPLITTING and stored is not None and stored.split_cursor == 0)
+        ):
+            return _accepted_campaign(request, campaign_id, status)
     split = SplitRequest(campaign_id=campaign_id).model_dump_json()
     if scheduled and request.send_at is not None:
         if ctx.schedules is None:
@@ -302,9 +313,13 @@ def _create_campaign(ctx: IntakeContext, request: CampaignRequest, campaign_id: 
         ctx.schedules.once(f"campaign-{campaign_id}", request.send_at, SPLIT_QUEUE.key, split)
     else:
         ctx.queue.send(SPLIT_QUEUE.key, [split])
+    return _accepted_campaign(request, campaign_id, status)
+
+
+def _accepted_campaign(request: CampaignRequest, campaign_id: str, status: CampaignStatus) -> dict[str, Any]:
     return {
         "campaign_id": campaign_id,
-        "status": campaign.status.value,
+        "status": status.value,
         "recipients": len(request.audience) if request.audience is not None else None,  # object: see counts
         "lane": request.priority.value,
     }

@@ -12,7 +12,7 @@ sender wins a conditional write to become the *probe* (half-open): its success c
 for everyone, its failure re-opens it. Recipient-level errors (bad address, mailbox full) and
 throttling never count: a bad address is bad everywhere, and throttling means "later".
 
-**Parking** takes a provider whose daily quota is used up (SES ``LimitExceededException``) out of
+**Parking** takes a provider whose daily quota is used up (SES "Daily message quota exceeded") out of
 the chain for every sender until its quota's rolling window frees room (``ProviderParking``): the
 park is one state item in the job table, read at most every few seconds per sender, and re-checked
 against the provider's quota (SES ``GetAccount``) at most once per period for the whole stage.
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from massmailer.errors import SendError, Throttled
+from massmailer.errors import ProviderDown, SendError, Throttled
 from massmailer.store import keys
 from massmailer.store.provider_state import SharedState  # the port: shared windows and state
 
@@ -215,6 +215,10 @@ class CircuitBreaker:
             self._shared.put(provider, state, {"state": self.OPEN, "opened_at": now, "probe": "", "probe_until": 0})
 
 
+class CircuitOpen(ProviderDown):
+    """The provider's circuit is open: skipped without a call (it was not asked, so it refused nothing)."""
+
+
 # --- parking (a provider out of its daily quota) ---------------------------------------------------
 
 
@@ -224,13 +228,20 @@ class ProviderParked(Throttled):
     reason = "parked"
 
 
+# SES names the daily quota in its message, whatever the code (``LimitExceededException``,
+# ``ThrottlingException``, SMTP ``454 Throttling failure``): "Daily message quota exceeded" (AWS
+# knowledge-center pages also quote "Daily sending quota exceeded"). The same codes also carry
+# "Maximum sending rate exceeded", which is plain throttling: a second later there is room again.
+_DAILY_QUOTA_TEXTS = ("daily message quota", "daily sending quota")
+
+
 def is_quota_exhausted(error: SendError) -> bool:
-    """SES's daily sending quota is used up (``LimitExceededException``, "Daily message quota
-    exceeded"): no use asking again before the quota's rolling 24-hour window frees some room."""
+    """SES's daily sending quota is used up ("Daily message quota exceeded"): no use asking again
+    before the quota's rolling 24-hour window frees some room. Decided by the message, not the code."""
     if not isinstance(error, Throttled) or isinstance(error, ProviderParked):
         return False
-    text = str(error)
-    return "LimitExceededException" in text or "daily message quota" in text.lower()
+    text = str(error).lower()
+    return any(daily in text for daily in _DAILY_QUOTA_TEXTS)
 
 
 # (sent in the last 24 hours, the 24-hour maximum) as the provider reports it (SES v2 ``GetAccount``),

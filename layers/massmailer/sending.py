@@ -383,6 +383,8 @@ def _claim_and_settle(
         if claim.status == Status.SENDING.value:  # a send in flight elsewhere; if it died, settle later
             remaining = float(claim.record.get("lease_until", 0)) - ctx.clock()
             return _Result(recipient, "busy", delay=max(remaining, 0) + 1)
+        if recipient.maybe_sent and claim.status in _FINISHED_AS:  # a check: SES's event settled it
+            return _Result(recipient, _FINISHED_AS[claim.status])
         if delivery and claim.record.get("delivery") == delivery and claim.status in _FINISHED_AS:
             return _Result(recipient, _FINISHED_AS[claim.status])
         return _Result(recipient, "skipped")

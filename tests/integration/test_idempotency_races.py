@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from massmailer import intake
+from massmailer.lifecycle import Action, Actor, move
 from massmailer.memory import InMemoryBlobs, InMemoryQueue
 from massmailer.models import CampaignRequest, SendRequest
 from massmailer.queues import QueueUnavailable
@@ -216,6 +217,40 @@ def test_a_campaign_retry_never_resets_its_counters_or_split_cursor(stores: Stor
     stored = stores.campaigns.get_campaign(campaign_id)
     assert retry.body["campaign_id"] == campaign_id and stored is not None
     assert (stored.split_cursor, stored.split_done, stored.counts.total, stored.counts.sent) == (7, True, 1, 1)
+
+
+def _crashed_before_its_split_request(stores: Stores) -> tuple[intake.IntakeContext, str]:
+    ctx = _context(stores, FailingOnce())
+    with pytest.raises(QueueUnavailable):
+        intake.accept_campaign(ctx, _campaign(), "launch-3")  # created; its split request not enqueued
+    (campaign_id,) = _campaign_ids(stores)
+    return ctx, campaign_id
+
+
+def test_a_campaign_retry_before_any_split_enqueues_the_split_request_once(stores: Stores) -> None:
+    ctx, campaign_id = _crashed_before_its_split_request(stores)
+    retry = intake.accept_campaign(ctx, _campaign(), "launch-3")
+    assert (retry.body["campaign_id"], retry.body["status"]) == (campaign_id, "SPLITTING")
+    assert [campaign_id in body for body in _sent(ctx.queue, "split")] == [True]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("moves", [[Action.CANCEL], [Action.FINISH_SPLIT], [Action.PAUSE]])
+def test_a_campaign_retry_answers_the_stored_status_and_enqueues_no_second_split(
+    stores: Stores, moves: list[Action]
+) -> None:
+    ctx, campaign_id = _crashed_before_its_split_request(stores)
+    actor = {Action.CANCEL: Actor.OPERATOR, Action.PAUSE: Actor.OPERATOR, Action.FINISH_SPLIT: Actor.SPLITTER}
+    if moves == [Action.FINISH_SPLIT]:  # split by a request that did go out, then sending
+        assert stores.campaigns.advance_split(campaign_id, 0, 7, {"total": 1}, True)
+    for action in moves:
+        stores.campaigns.transition(campaign_id, move(action, actor[action]))
+    status = stores.campaigns.status_of(campaign_id)
+    assert status is not None and status.value != "SPLITTING"
+
+    retry = intake.accept_campaign(ctx, _campaign(), "launch-3")
+
+    assert (retry.body["campaign_id"], retry.body["status"]) == (campaign_id, status.value)
+    assert _sent(ctx.queue, "split") == []  # type: ignore[arg-type]
 
 
 def _campaign_ids(stores: Stores) -> list[str]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from massmailer.store import Stores, Suppressions
-from massmailer.store.suppressions import RECENT_TTL_SECONDS
+from massmailer.store.suppressions import CLOCK_SKEW_SECONDS, RECENT_TTL_SECONDS
 from tests.integration.conftest import Clock
 
 
@@ -47,3 +49,16 @@ def test_suppressed_since_lists_what_was_added_from_then_on(suppressions: Suppre
     clock.now += RECENT_TTL_SECONDS + 60
     assert suppressions.suppressed_since(since) == set()  # the log keeps a day (TTL); the list stays
     assert suppressions.is_suppressed("old@example.com")
+
+
+def test_suppressed_since_sees_a_writer_whose_clock_is_ahead_past_the_hour(
+    suppressions: Suppressions, clock: Clock
+) -> None:
+    """The API (writer) runs 30 s ahead of the sender (reader): at the reader's 22:59:50 it logs an
+    unsubscribe at its own 23:00:20, in the next hour's partition, which the reader must query too."""
+    writer = copy.copy(suppressions)
+    writer._clock = lambda: clock.now + CLOCK_SKEW_SECONDS / 2  # type: ignore[attr-defined]
+    clock.now = 1_700_002_790.0  # 10 s before 23:00:00 UTC by the reader's clock
+    since = clock.now - 20
+    writer.suppress("Jane@Example.com", "unsubscribe")
+    assert suppressions.suppressed_since(since - CLOCK_SKEW_SECONDS) == {"jane@example.com"}

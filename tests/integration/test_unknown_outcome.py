@@ -18,7 +18,8 @@ from botocore.config import Config
 
 from local.smtp_relay import free_port
 from massmailer import wiring
-from massmailer.models import BatchMessage, BatchRecipient, Content, Lane
+from massmailer.lifecycle import Action, Actor, move
+from massmailer.models import BatchMessage, BatchRecipient, CampaignStatus, Content, Lane
 from massmailer.notifications import process_notification
 from massmailer.providers.chain import ProviderChain
 from massmailer.providers.ses import SesProvider
@@ -214,6 +215,25 @@ def test_an_ses_answer_lost_waits_for_the_send_event_and_is_never_sent_twice(
     assert report.outcomes == {"sent": 1}
     assert sink.requests == 1 and relays[0][0].received == []
     assert store.campaigns.get_campaign(CAMPAIGN).counts.sent == 1  # type: ignore[union-attr]
+    assert _requeued(ctx) == []
+
+
+@pytest.mark.parametrize("final", [CampaignStatus.CANCELLED, CampaignStatus.FAILED])
+def test_a_check_for_a_cancelled_or_failed_campaign_counts_the_send_its_event_settled(
+    sink: SesSink, relays: list[tuple[Relay, Controller]], final: CampaignStatus
+) -> None:
+    ctx, store, clock, check = _lost_ses_answer(sink, relays, "silent")
+    store.campaigns.add_campaign_counts(CAMPAIGN, {"total": 1})  # the split's count
+    process_notification(store, _send_event("m0"))  # SES's Send event: the record is SENT
+    action = Action.CANCEL if final == CampaignStatus.CANCELLED else Action.FAIL
+    store.campaigns.transition(CAMPAIGN, move(action, Actor.OPERATOR if action == Action.CANCEL else Actor.SENDER))
+    clock.now += 901
+    report = send_batch(ctx, check, delivery="d2")
+    assert report.outcomes == {"sent": 1}
+    assert sink.requests == 1 and relays[0][0].received == []
+    assert store.messages.get_message("m0")["status"] == "SENT"  # type: ignore[index]
+    counts = store.campaigns.get_campaign(CAMPAIGN).counts  # type: ignore[union-attr]
+    assert (counts.sent, counts.cancelled, counts.failed, counts.queued) == (1, 0, 0, 0)
     assert _requeued(ctx) == []
 
 

@@ -79,6 +79,31 @@ def test_a_export_hands_over_near_the_time_limit_and_continues_where_it_stopped(
     assert done.key is not None and _rows(blobs, done.key) == _expected(stores)
 
 
+def test_the_rows_carried_in_the_item_are_limited_in_utf8_bytes_not_characters(
+    small_parts: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DynamoDB's item limit is bytes: non-ASCII rows (3 bytes a character) must not ride in the item
+    beyond CARRY_MAX bytes, even when their characters are fewer."""
+    monkeypatch.setattr(exports, "CARRY_MAX", 2 << 10)
+    clock = Clock()
+    stores, queue, blobs = Stores.in_memory(clock), InMemoryQueue(), InMemoryBlobs()
+    identities = [f"受信者{i}さん@例え.日本" for i in range(300)]
+    stores.campaigns.put_roster(CAMPAIGN, 0, identities, set())
+    job = exports.new_export(stores.campaigns, stores.exports, queue, CAMPAIGN, None, clock())
+    ctx = _context(stores, queue, blobs, time_left=lambda: 10.0)  # always short: hand over when it may
+    carried = []
+    while pending := queue.drain("split"):
+        for body, _ in pending:
+            exports.run_export(ctx, json.loads(body)["export_id"], clock)
+            stored = stores.exports.get(job.export_id)
+            assert stored is not None
+            carried.append(len((stored.carry or "").encode()))
+    assert exports.CARRY_MAX - 200 < max(carried) <= exports.CARRY_MAX  # it did carry, up to the limit
+    done = stores.exports.get(job.export_id)
+    assert done is not None and done.status == ExportStatus.DONE and done.rows == 300
+    assert done.key is not None and _rows(blobs, done.key) == _expected(stores)
+
+
 def test_a_duplicate_delivery_leaves_a_held_export_to_its_holder_and_a_crash_resumes_from_the_checkpoint(
     small_parts: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from massmailer.errors import HardBounce, ProviderDown, SoftBounce, Throttled, Transient
+from massmailer.errors import HardBounce, ProviderDown, Refused, SoftBounce, Throttled, Transient
 from massmailer.mime import OutgoingEmail
 from massmailer.providers.chain import ProviderChain
 from massmailer.resilience import BreakerPolicy, CircuitBreaker, RateLimit, RateLimiter
@@ -125,6 +125,25 @@ def test_every_circuit_open_is_a_later_not_a_failed_attempt() -> None:
     chain = ProviderChain([FakeProvider("ses"), FakeProvider("smtp")], breaker=breaker)
     with pytest.raises(Throttled):
         chain.send(_email())
+
+
+def test_a_skipped_provider_with_its_circuit_open_does_not_hide_a_real_refusal() -> None:
+    # SES refuses the message; the relay's circuit is open (skipped, never asked): the refusal stands.
+    state, clock = InMemorySharedState(), Clock()
+    breaker = CircuitBreaker(state, BreakerPolicy(failure_threshold=1, refresh_seconds=0), clock)
+    breaker.record_failure("smtp", ProviderDown("x", provider="smtp"))
+    ses = FakeProvider("ses", fail=lambda e: Refused("MessageRejected: Email address is not verified", provider="ses"))
+    smtp = FakeProvider("smtp")
+    chain = ProviderChain([ses, smtp], breaker=breaker)
+    with pytest.raises(Refused) as raised:
+        chain.send(_email())
+    assert raised.value.provider == "ses" and "Email address is not verified" in str(raised.value)
+    assert ses.calls == 1 and smtp.calls == 0
+    # A provider that was asked and is down still keeps the message retryable (not a refusal).
+    breaker2 = CircuitBreaker(InMemorySharedState(), BreakerPolicy(failure_threshold=3, refresh_seconds=0), clock)
+    down = FakeProvider("smtp", fail=lambda e: ProviderDown("connection lost", provider="smtp"))
+    with pytest.raises(ProviderDown):
+        ProviderChain([ses, down], breaker=breaker2).send(_email())
 
 
 def test_the_chain_fails_over_when_our_own_rate_limit_is_reached() -> None:

@@ -13,6 +13,7 @@ from massmailer.errors import SendError, Throttled, Transient
 from massmailer.mime import OutgoingEmail
 from massmailer.models import BatchMessage, BatchRecipient, Content, Lane
 from massmailer.providers.chain import ProviderChain
+from massmailer.providers.replies import classify_ses_error
 from massmailer.resilience import ParkingPolicy, ProviderParking, QuotaReader, is_quota_exhausted
 from massmailer.sending import RetryPolicy, SenderContext, send_batch
 from massmailer.settings import Settings
@@ -155,6 +156,16 @@ def test_only_the_daily_quota_error_parks() -> None:
     assert is_quota_exhausted(Throttled(QUOTA, provider="ses"))
     assert not is_quota_exhausted(Throttled("ThrottlingException: Maximum sending rate exceeded", provider="ses"))
     assert not is_quota_exhausted(Transient("LimitExceededException", provider="ses"))
+
+
+def test_a_rate_type_limit_exceeded_is_plain_throttling_and_the_daily_quota_parks_whatever_its_code() -> None:
+    # SES answers the max send RATE with LimitExceededException too: no stage-wide park for that.
+    rate = classify_ses_error("LimitExceededException", "Maximum sending rate exceeded.", 400)
+    assert isinstance(rate, Throttled) and not is_quota_exhausted(rate)
+    daily = classify_ses_error("LimitExceededException", "Daily message quota exceeded.", 400)
+    assert isinstance(daily, Throttled) and is_quota_exhausted(daily)
+    assert is_quota_exhausted(classify_ses_error("ThrottlingException", "Daily message quota exceeded", 400))
+    assert is_quota_exhausted(Throttled("454 Throttling failure: Daily message quota exceeded", provider="ses-smtp"))
 
 
 def _parked_chain(

@@ -17,7 +17,14 @@ from typing import Any
 from massmailer.errors import ProviderDown, Refused, SendError, Throttled
 from massmailer.mime import OutgoingEmail
 from massmailer.providers.base import Provider, SendReceipt
-from massmailer.resilience import CircuitBreaker, ProviderParked, ProviderParking, RateLimiter, is_quota_exhausted
+from massmailer.resilience import (
+    CircuitBreaker,
+    CircuitOpen,
+    ProviderParked,
+    ProviderParking,
+    RateLimiter,
+    is_quota_exhausted,
+)
 
 
 @dataclass
@@ -65,7 +72,7 @@ class ProviderChain:
         if self.parking is not None and not self.parking.usable(provider.name):
             return ProviderParked("parked: daily quota used up", provider=provider.name)
         if self.breaker is not None and not self.breaker.allow(provider.name):
-            return ProviderDown("circuit open", provider=provider.name)
+            return CircuitOpen("circuit open", provider=provider.name)
         return None
 
     def _failed(self, provider: Provider, exc: SendError) -> None:
@@ -147,9 +154,10 @@ class ProviderChain:
         if not attempted:
             # Every circuit is open: nothing was tried, so no attempt is used; come back later.
             raise Throttled("every provider's circuit is open", provider=errors[-1].provider)
-        refused = [e for e in errors if isinstance(e, Refused)]
-        others = [e for e in errors if not isinstance(e, Refused)]
-        if refused and not others:  # every provider refused the message itself: it fails
+        asked = [e for e in errors if not isinstance(e, CircuitOpen)]  # a skipped provider refused nothing
+        refused = [e for e in asked if isinstance(e, Refused)]
+        others = [e for e in asked if not isinstance(e, Refused)]
+        if refused and not others:  # every provider asked refused the message itself: it fails
             if len(refused) == 1:
                 raise refused[0]
             raise Refused("every provider refused: " + "; ".join(e.describe() for e in refused), provider="chain")

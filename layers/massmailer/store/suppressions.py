@@ -72,11 +72,12 @@ class DynamoSuppressions(DynamoRepository):
 
     def suppressed_since(self, since: float) -> set[str]:
         """The address keys suppressed at or after ``since`` (within ``RECENT_TTL_SECONDS``): one
-        strongly consistent Query per UTC hour touched (one, or two across an hour's turn)."""
+        strongly consistent Query per UTC hour touched (one, or two across an hour's turn). The hours
+        run to our clock + ``CLOCK_SKEW_SECONDS``: a writer ahead of us may already log in the next."""
         found: set[str] = set()
         now = self._clock()
         since = max(since, now - RECENT_TTL_SECONDS)
-        for partition in keys.recent_suppression_partitions(since, now):
+        for partition in keys.recent_suppression_partitions(since, now + CLOCK_SKEW_SECONDS):
             request: dict[str, Any] = {
                 "KeyConditionExpression": "#pk = :pk AND #sk >= :since",
                 "ExpressionAttributeNames": {"#pk": keys.PK, "#sk": keys.SK},
