@@ -11,6 +11,8 @@ campaign card          CAMPAIGN#<id>         CARD    name, created, send_at; GSI
 parked batch           CAMPAIGN#<id>         PARKED# a batch that arrived while paused (#<queue msg id>)
 campaign roster        CAMPAIGN#<id>         RCPT#   one split chunk's recipients (#<chunk start, 24 digits>)
 recipient export       EXPORT#<id>           EXPORT  status, lease, multipart upload checkpoint, TTL 7 days
+automation             AUTOMATION#<id>       AUTOMA… definition, status, overlap lock; GSI1PK=AUTOMATIONS
+automation run         AUTOMATION#<id>       RUN#<t> a run (t: scheduled time, UTC), its state and log
 message record         MSG#<message_id>      MSG     status, attempts, lease; GSI1PK=PMID#<id> (opt-in)
 suppression            SUPP#<address key>    SUPP    reason, details
 suppressed since       SUPPSINCE#<UTC hour>  <ms>#   + the address key: suppressions by time, TTL 1 day
