@@ -166,7 +166,12 @@ def accept_message(ctx: IntakeContext, request: SendRequest, idempotency_key: st
     return response
 
 
-def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_key: str | None = None) -> dict[str, Any]:
+def accept_campaign(
+    ctx: IntakeContext,
+    request: CampaignRequest,
+    idempotency_key: str | None = None,
+    tags: dict[str, str] | None = None,  # automation_id/run_id of the automation run that asks
+) -> dict[str, Any]:
     body = request.model_dump(mode="json", by_alias=True)
     replay = _replayed(ctx, "campaign", idempotency_key, body)
     if replay is not None:
@@ -210,6 +215,7 @@ def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_ke
         send_at=request.send_at,
         guard={**(ctx.guard_defaults or {}), **(request.guard.model_dump(exclude_none=True) if request.guard else {})}
         or None,
+        **(tags or {}),
     )
     if ctx.campaigns.get_campaign(campaign_id) is None:
         ctx.campaigns.put_campaign(campaign)
@@ -428,6 +434,8 @@ def campaign_status(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:
         "counts": stored.counts.model_dump(),
         "guard": c.guard or ctx.guard_defaults,  # the thresholds the bounce/complaint guard applies
     }
+    if c.automation_id:  # made by an automation's run
+        view["automation_id"], view["run_id"] = c.automation_id, c.run_id
     if status in (CampaignStatus.PAUSED, CampaignStatus.FAILED, CampaignStatus.CANCELLED):
         view["reason"] = c.last_error
     if status == CampaignStatus.PAUSED and stored.pause_cause:
