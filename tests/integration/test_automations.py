@@ -317,3 +317,33 @@ def test_unknown_ids_are_404_and_repeated_moves_409(pipeline: Pipeline) -> None:
     status, listed = pipeline.api("GET", "/v1/automations", query={"limit": "1"})
     assert status == 200 and [a["automation_id"] for a in listed["items"]] == [automation_id]
     assert pipeline.api("GET", "/v1/automations", query={"limit": "0"})[0] == 422
+
+
+def test_overlap_queue_keeps_one_waiting_run_that_starts_when_the_running_one_ends(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(automations, "WAIT_RECHECK_SECONDS", 0)  # look again at once (no waiting in tests)
+    per_run = "audiences/{scheduled:%Y%m%dT%H%M%S}.csv"
+    automation_id = _create(pipeline, overlap="queue", target=per_run)["automation_id"]
+    first, second, third = (_now() - timedelta(seconds=s) for s in (120, 60, 0))
+    _audience(pipeline, first, _rows(3), automations.fill_target(per_run, first))
+    _audience(
+        pipeline, second, ["late0@example.com,L0", "late1@example.com,L1"], automations.fill_target(per_run, second)
+    )
+    ctx = wiring.automation_run_context()
+
+    assert automations.fire(ctx, AutomationFire(automation_id=automation_id, scheduled_time=first)) == "running"
+    assert automations.fire(ctx, AutomationFire(automation_id=automation_id, scheduled_time=second)) == "waiting"
+    assert automations.fire(ctx, AutomationFire(automation_id=automation_id, scheduled_time=third)) == "skipped_overlap"
+    waiting = _run(pipeline, automation_id, automations.run_id_of(second))
+    assert waiting["status"] == "WAITING" and [e["event"] for e in waiting["log"]] == ["waiting"]
+
+    pipeline.run()
+
+    statuses = {r["run_id"]: r["status"] for r in _runs(pipeline, automation_id)}
+    assert statuses == {
+        automations.run_id_of(first): "DONE",
+        automations.run_id_of(second): "DONE",
+        automations.run_id_of(third): "SKIPPED_OVERLAP",
+    }
+    assert len(pipeline.ses_sent()) == 5
