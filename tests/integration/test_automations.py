@@ -347,3 +347,23 @@ def test_overlap_queue_keeps_one_waiting_run_that_starts_when_the_running_one_en
         automations.run_id_of(third): "SKIPPED_OVERLAP",
     }
     assert len(pipeline.ses_sent()) == 5
+
+
+def test_the_schedule_fired_by_the_local_scheduler_loop_runs_the_automation(pipeline: Pipeline) -> None:
+    from local.scheduler_loop import SchedulerLoop
+
+    minute = datetime.now(UTC).replace(second=0, microsecond=0)  # fired within max lateness of real time
+    schedule = {"expression": f"cron({minute.minute} {minute.hour} * * ? *)", "time_zone": "UTC"}
+    automation_id = _create(pipeline, schedule=schedule)["automation_id"]
+    _audience(pipeline, minute, _rows(4))
+    now = [minute - timedelta(seconds=1)]
+    loop = SchedulerLoop(boto3.client("scheduler"), pipeline.sqs, boto3.client("sns"), tick=1.0, clock=lambda: now[0])
+    assert loop.run_once() == []
+
+    now[0] = minute + timedelta(seconds=1)
+    (firing,) = loop.run_once()
+    assert firing.ok
+    pipeline.run()
+
+    run = _run(pipeline, automation_id, automations.run_id_of(minute))
+    assert (run["status"], run["trigger"], run["counts"]["sent"]) == ("DONE", "schedule", 4)
