@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -148,8 +149,9 @@ def get_automation(automation_id: str) -> dict[str, Any]:
 
 @app.patch("/v1/automations/<automation_id>")
 def patch_automation(automation_id: str) -> Response[dict[str, Any]]:
+    body = app.current_event.body
     try:
-        changes = app.current_event.json_body
+        changes = json.loads(body) if body and body.strip() else None
     except ValueError:
         return _error(400, "request body is not valid JSON")
     if not isinstance(changes, dict):

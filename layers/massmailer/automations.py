@@ -33,6 +33,7 @@ with masked example recipients), attachments missing, provider failures.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import uuid
@@ -81,6 +82,7 @@ NEXT_RUNS = 5
 LOG_EXAMPLES = 3  # example recipients per log event (masked)
 SCAN_BUDGET = 10_000  # failed recipients examined when a run settles, for its log
 _TARGET_FIELD = re.compile(r"\{scheduled(?::([^{}]*))?\}")
+SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 _SAMPLE_TIME = datetime(2031, 12, 31, 23, 59, 58, tzinfo=UTC)
 
 
@@ -174,10 +176,8 @@ def _spec(stored: StoredAutomation) -> AutomationSpec:
 
 
 def _fire_body(automation_id: str) -> str:
-    return (
-        '{"kind": "automation", "automation_id": "' + automation_id + '", '
-        '"scheduled_time": "<aws.scheduler.scheduled-time>"}'
-    )
+    # Scheduler fills the placeholder in when it fires (AutomationFire parses the result)
+    return json.dumps({"kind": "automation", "automation_id": automation_id, "scheduled_time": SCHEDULED_TIME})
 
 
 def _sync_schedule(ctx: AutomationContext, stored: StoredAutomation, spec: AutomationSpec, *, update: bool) -> None:

@@ -306,6 +306,22 @@ def test_invalid_definitions_are_422s_naming_the_field(
     assert field in [e["field"] for e in answer["errors"]]
 
 
+@pytest.mark.parametrize(
+    ("body", "status"), [(None, 422), ("[1]", 422), ("{not json", 400), ('{"status": "PAUSED"}', 422)]
+)
+def test_a_patch_body_that_is_not_a_json_object_of_fields_is_refused(
+    pipeline: Pipeline, body: str | None, status: int
+) -> None:
+    from lambdas.ingest import handler as ingest_handler
+    from tests.support import api_event, context
+
+    automation_id = _create(pipeline)["automation_id"]
+    event = api_event("PATCH", f"/v1/automations/{automation_id}", None)
+    event["body"] = body
+    response = ingest_handler.handler(event, context("ingest"))
+    assert response["statusCode"] == status, response["body"]
+
+
 def test_unknown_ids_are_404_and_repeated_moves_409(pipeline: Pipeline) -> None:
     assert pipeline.api("GET", "/v1/automations/aut-nope")[0] == 404
     assert pipeline.api("POST", "/v1/automations/aut-nope/pause")[0] == 404
