@@ -574,6 +574,7 @@ def _take_lock(ctx: AutomationContext, stored: StoredAutomation, run_id: str) ->
     if holder and holder != run_id:  # the holder's campaign may have ended unnoticed: settle it
         held = ctx.automations.get_run(stored.automation_id, holder)
         if held is not None and settle(ctx, stored, held).status in FINAL_RUN:
+            ctx.automations.unlock(stored.automation_id, holder)  # its own release died half-way, or ran just now
             return ctx.automations.lock(stored.automation_id, run_id, LOCK_LEASE_SECONDS)
     return False
 

@@ -383,3 +383,20 @@ def test_the_schedule_fired_by_the_local_scheduler_loop_runs_the_automation(pipe
 
     run = _run(pipeline, automation_id, automations.run_id_of(minute))
     assert (run["status"], run["trigger"], run["counts"]["sent"]) == ("DONE", "schedule", 4)
+
+
+def test_a_lock_left_by_a_run_that_ended_does_not_block_the_next_run(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    automation_id = _create(pipeline)["automation_id"]
+    first, second = _now() - timedelta(seconds=60), _now()
+    ctx = wiring.automation_run_context()
+    with monkeypatch.context() as patch:
+        patch.setattr(automations, "_release", lambda *_: None)  # the first run dies before releasing its lock
+        assert automations.fire(ctx, AutomationFire(automation_id=automation_id, scheduled_time=first)) == "fail"
+    _audience(pipeline, second, _rows(2))
+
+    assert automations.fire(ctx, AutomationFire(automation_id=automation_id, scheduled_time=second)) == "running"
+    pipeline.run()
+    assert _run(pipeline, automation_id, automations.run_id_of(second))["status"] == "DONE"
+    assert len(pipeline.ses_sent()) == 2
