@@ -66,9 +66,11 @@ from massmailer.schedules import RecurringSchedules
 from massmailer.spec import SPLIT_QUEUE
 from massmailer.store.automations import (
     FINAL_RUN,
+    RUN_MOVES,
     AutomationRun,
     Automations,
     AutomationStatus,
+    RunMove,
     RunStatus,
     StoredAutomation,
     run_id_of,
@@ -393,16 +395,23 @@ def _event(event: str, message: str, level: str = "info", **detail: Any) -> dict
     return {"at": _ts(_now().timestamp()), "event": event, "level": level, "message": message, **detail}
 
 
-def _end(
-    ctx: AutomationContext, run: AutomationRun, status: RunStatus, reason: str | None, events: list[dict[str, Any]]
-) -> bool:
-    """Write the run final from WAITING/RUNNING; False when another worker ended it first."""
-    sets = {"status": status, "reason": reason, "ended_at": _now().timestamp(), "log": [*run.log, *events]}
-    ended = ctx.automations.update_run(
-        run.automation_id, run.run_id, sets, frozenset({RunStatus.WAITING, RunStatus.RUNNING})
+def _move(ctx: AutomationContext, run: AutomationRun, move: RunMove, sets: dict[str, Any]) -> bool:
+    """One of the run's moves (``RUN_MOVES``): a conditional write from its sources; False when the
+    run was not in one of them (another worker moved it first)."""
+    sources, target = RUN_MOVES[move]
+    return ctx.automations.update_run(
+        run.automation_id, run.run_id, {**sets, **({"status": target} if target else {})}, sources
     )
+
+
+def _end(
+    ctx: AutomationContext, run: AutomationRun, move: RunMove, reason: str | None, events: list[dict[str, Any]]
+) -> bool:
+    """End the run by ``move`` with its reason and log events; False when another worker moved it first."""
+    log = [*run.log, *events]
+    ended = _move(ctx, run, move, {"reason": reason, "ended_at": _now().timestamp(), "log": log})
     if ended:
-        run.status, run.reason, run.log = status, reason, sets["log"]  # type: ignore[assignment]
+        run.reason, run.log = reason, log
     return ended
 
 
@@ -510,14 +519,8 @@ def settle(ctx: AutomationContext, stored: StoredAutomation, run: AutomationRun)
     final = RunStatus.DONE if status == CampaignStatus.COMPLETED else RunStatus.FAIL
     reason = None if final == RunStatus.DONE else f"campaign {status.value}: {found.campaign.last_error}"
     events.append(_event("ended", f"campaign {status.value}; run {final.value}"))
-    sets = {
-        "status": final,
-        "reason": reason,
-        "counts": counts,
-        "ended_at": _now().timestamp(),
-        "log": [*run.log, *events],
-    }
-    if ctx.automations.update_run(run.automation_id, run.run_id, sets, frozenset({RunStatus.RUNNING})):
+    sets = {"reason": reason, "counts": counts, "ended_at": _now().timestamp(), "log": [*run.log, *events]}
+    if _move(ctx, run, RunMove.FINISH if final == RunStatus.DONE else RunMove.FINISH_FAILED, sets):
         _release(ctx, run)
     return ctx.automations.get_run(run.automation_id, run.run_id) or run
 
@@ -584,17 +587,13 @@ def _overlapping(ctx: AutomationContext, stored: StoredAutomation, spec: Automat
     holder = current.lock_run if current else None
     if spec.overlap == "queue" and ctx.automations.wait(stored.automation_id, run.run_id):
         if not any(e.get("event") == "waiting" for e in run.log):
-            ctx.automations.update_run(
-                run.automation_id,
-                run.run_id,
-                {"log": [*run.log, _event("waiting", f"run {holder} is RUNNING: waiting for it to end")]},
-                frozenset({RunStatus.WAITING}),
-            )
+            waiting = _event("waiting", f"run {holder} is RUNNING: waiting for it to end")
+            _move(ctx, run, RunMove.NOTE, {"log": [*run.log, waiting]})
         recheck = AutomationFire(automation_id=run.automation_id, scheduled_time=_run_time(run.run_id))
         ctx.intake.queue.send(SPLIT_QUEUE.key, [recheck.model_dump_json()], delay_seconds=WAIT_RECHECK_SECONDS)
         return "waiting"
     reason = f"run {holder} of this automation was RUNNING (overlap {spec.overlap})"
-    _end(ctx, run, RunStatus.SKIPPED_OVERLAP, reason, [_event("overlap", reason, "warning")])
+    _end(ctx, run, RunMove.SKIP_OVERLAP, reason, [_event("overlap", reason, "warning")])
     return "skipped_overlap"
 
 
@@ -602,8 +601,7 @@ def _start(ctx: AutomationContext, spec: AutomationSpec, run: AutomationRun, sch
     """RUNNING: fill the target, accept the campaign (idempotent on the run), record it."""
     automation_id, run_id = run.automation_id, run.run_id
     if run.status == RunStatus.WAITING:
-        sets = {"status": RunStatus.RUNNING, "started_at": _now().timestamp()}
-        if not ctx.automations.update_run(automation_id, run_id, sets, frozenset({RunStatus.WAITING})):
+        if not _move(ctx, run, RunMove.START, {"started_at": _now().timestamp()}):
             return "held"
         run.status = RunStatus.RUNNING
     key = fill_target(spec.target, spec.scheduled_local(scheduled))
@@ -631,14 +629,12 @@ def _start(ctx: AutomationContext, spec: AutomationSpec, run: AutomationRun, sch
     except (intake.UnusableAudience, TemplateError) as exc:
         event = "target_missing" if isinstance(exc, intake.UnusableAudience) else "template_error"
         reason = f"target unusable: {exc}" if event == "target_missing" else str(exc)
-        if _end(ctx, run, RunStatus.FAIL, reason, [_event(event, reason, "error", target=key)]):
+        if _end(ctx, run, RunMove.FAIL, reason, [_event(event, reason, "error", target=key)]):
             _release(ctx, run)
         logger.info("automation run failed", extra={"automation_id": automation_id, "run_id": run_id, "why": event})
         return "fail"
     campaign_id = str(accepted["campaign_id"])
     started = _event("campaign", f"campaign {campaign_id} created from {key}", target=key, campaign_id=campaign_id)
-    ctx.automations.update_run(
-        automation_id, run_id, {"campaign_id": campaign_id, "log": [*run.log, started]}, frozenset({RunStatus.RUNNING})
-    )
+    _move(ctx, run, RunMove.NOTE, {"campaign_id": campaign_id, "log": [*run.log, started]})
     logger.info("automation run started", extra={"automation_id": automation_id, "run_id": run_id})
     return "running"

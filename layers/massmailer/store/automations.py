@@ -27,11 +27,9 @@ from typing import Any, Protocol
 
 from massmailer.store import keys
 from massmailer.store.dynamo import Clock, DynamoRepository, plain
+from massmailer.store.keys import AUTOMATION_LIST, RUN_PREFIX, automation_key, automation_list_sort, run_key
+from massmailer.store.keys import automation_partition as partition
 from massmailer.store.memory import InMemoryRepository, Meter
-
-AUTOMATION = "AUTOMATION"
-AUTOMATION_LIST = "AUTOMATIONS"  # GSI1PK of every automation: one index partition, newest first
-RUN_PREFIX = "RUN#"
 
 
 class AutomationStatus(StrEnum):
@@ -49,6 +47,29 @@ class RunStatus(StrEnum):
 
 
 FINAL_RUN = frozenset({RunStatus.DONE, RunStatus.FAIL, RunStatus.SKIPPED_OVERLAP, RunStatus.SKIPPED_LATE})
+
+
+class RunMove(StrEnum):
+    """A run's moves; each is one conditional write whose condition is its sources (``RUN_MOVES``).
+    A run is created WAITING, or SKIPPED_LATE (fired too late); the rest follows from here."""
+
+    START = "start"  # it holds the overlap lock
+    NOTE = "note"  # a log entry (and the campaign id) while it waits or runs
+    SKIP_OVERLAP = "skip_overlap"  # another run holds the lock
+    FAIL = "fail"  # target missing or unusable, template does not compile
+    FINISH = "finish"  # its campaign COMPLETED
+    FINISH_FAILED = "finish_failed"  # its campaign FAILED or was CANCELLED
+
+
+W, R = RunStatus.WAITING, RunStatus.RUNNING
+RUN_MOVES: dict[RunMove, tuple[frozenset[RunStatus], RunStatus | None]] = {
+    RunMove.START: (frozenset({W}), R),
+    RunMove.NOTE: (frozenset({W, R}), None),  # None: the status stays
+    RunMove.SKIP_OVERLAP: (frozenset({W}), RunStatus.SKIPPED_OVERLAP),
+    RunMove.FAIL: (frozenset({W, R}), RunStatus.FAIL),
+    RunMove.FINISH: (frozenset({R}), RunStatus.DONE),
+    RunMove.FINISH_FAILED: (frozenset({R}), RunStatus.FAIL),
+}
 
 
 @dataclass
@@ -97,22 +118,6 @@ _JSON_FIELDS = ("spec", "counts", "log")
 def run_id_of(scheduled: datetime) -> str:
     """A run's id: its scheduled time, fixed-width UTC to the second (sorts as it reads)."""
     return scheduled.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def partition(automation_id: str) -> str:
-    return f"{AUTOMATION}#{automation_id}"
-
-
-def automation_key(automation_id: str) -> dict[str, str]:
-    return {keys.PK: partition(automation_id), keys.SK: AUTOMATION}
-
-
-def run_key(automation_id: str, run_id: str) -> dict[str, str]:
-    return {keys.PK: partition(automation_id), keys.SK: f"{RUN_PREFIX}{run_id}"}
-
-
-def _list_sort(created_at: float, automation_id: str) -> str:
-    return f"{datetime.fromtimestamp(created_at, UTC):%Y%m%dT%H%M%S.%f}#{automation_id}"
 
 
 class Automations(Protocol):
@@ -213,7 +218,7 @@ class DynamoAutomations(DynamoRepository):
             **automation_key(automation.automation_id),
             **_item(automation),
             index.partition_key: AUTOMATION_LIST,
-            index.sort_key: _list_sort(automation.created_at, automation.automation_id),
+            index.sort_key: automation_list_sort(automation.created_at, automation.automation_id),
         }
         return (
             self._conditional(
@@ -447,15 +452,17 @@ class InMemoryAutomations(InMemoryRepository):
 
     def list(self, limit: int, after: str | None = None) -> Page:
         with self._lock:
-            ordered = sorted(self.by_id.values(), key=lambda a: _list_sort(a.created_at, a.automation_id), reverse=True)
+            ordered = sorted(
+                self.by_id.values(), key=lambda a: automation_list_sort(a.created_at, a.automation_id), reverse=True
+            )
             if after is not None:
-                ordered = [a for a in ordered if _list_sort(a.created_at, a.automation_id) < after]
+                ordered = [a for a in ordered if automation_list_sort(a.created_at, a.automation_id) < after]
             page = ordered[:limit]
             more = len(ordered) > limit
             last = page[-1] if page else None
             return Page(
                 [self._copy_automation(a) for a in page],
-                _list_sort(last.created_at, last.automation_id) if more and last else None,
+                automation_list_sort(last.created_at, last.automation_id) if more and last else None,
             )
 
     def update(

@@ -102,6 +102,30 @@ def export_key(export_id: str) -> dict[str, str]:
     return {PK: f"EXPORT#{export_id}", SK: "EXPORT"}
 
 
+AUTOMATION = "AUTOMATION"
+AUTOMATION_LIST = "AUTOMATIONS"  # GSI1PK of every automation: one index partition, newest first by GSI1SK
+RUN_PREFIX = "RUN#"
+
+
+def automation_partition(automation_id: str) -> str:
+    return f"{AUTOMATION}#{automation_id}"
+
+
+def automation_key(automation_id: str) -> dict[str, str]:
+    """An automation (``store.automations``): definition, status, overlap lock; its runs share the partition."""
+    return {PK: automation_partition(automation_id), SK: AUTOMATION}
+
+
+def automation_list_sort(created_at: float, automation_id: str) -> str:
+    """The automation's GSI1SK under ``AUTOMATION_LIST``: creation time as fixed-width UTC text."""
+    return f"{datetime.fromtimestamp(created_at, UTC):%Y%m%dT%H%M%S.%f}#{automation_id}"
+
+
+def run_key(automation_id: str, run_id: str) -> dict[str, str]:
+    """A run: ``run_id`` is its scheduled time, fixed-width UTC, so the runs sort by time."""
+    return {PK: automation_partition(automation_id), SK: f"{RUN_PREFIX}{run_id}"}
+
+
 def message_key(message_id: str) -> dict[str, str]:
     return {PK: f"{MESSAGE_PREFIX}{message_id}", SK: "MSG"}
 
