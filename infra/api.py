@@ -31,6 +31,16 @@ ROUTES = (
     ("POST", "/v1/campaigns/{id}/pause"),
     ("POST", "/v1/campaigns/{id}/resume"),
     ("POST", "/v1/campaigns/{id}/cancel"),
+    ("POST", "/v1/automations"),
+    ("GET", "/v1/automations"),
+    ("GET", "/v1/automations/{id}"),
+    ("PATCH", "/v1/automations/{id}"),
+    ("DELETE", "/v1/automations/{id}"),
+    ("POST", "/v1/automations/{id}/pause"),
+    ("POST", "/v1/automations/{id}/resume"),
+    ("POST", "/v1/automations/{id}/run-now"),
+    ("GET", "/v1/automations/{id}/runs"),
+    ("GET", "/v1/automations/{id}/runs/{run_id}"),
 )
 UNSUBSCRIBE_RESOURCE = "unsubscribe"
 UNSUBSCRIBE_METHODS = ("GET", "POST")

@@ -130,9 +130,10 @@ class PipelineFunctions(Construct):
         for queue in (queues.high, queues.low):  # a single message goes on the lane it asks for
             queue.grant_send_messages(ingest.function)
         queues.split.grant_send_messages(ingest.function)  # campaigns sent now
-        scheduler.grant_manage_schedules(ingest.function)  # campaigns sent later (send_at)
+        scheduler.grant_manage_schedules(ingest.function)  # campaigns sent later (send_at), automations
         ingest.acknowledge_wildcards(
-            "The ingest function creates, reads and deletes schedules (a campaign's send_at) "
+            "The ingest function creates, reads, updates and deletes schedules (a campaign's send_at, "
+            "an automation's recurrence) "
             "whose names are chosen at run time; access is limited to schedules of this stage's group.",
             wildcard_resource(self, scheduler.schedules_arn),
         )

@@ -1,8 +1,8 @@
 """EventBridge Scheduler: the stage's schedule group, the role schedules run as, and their DLQ.
 
-Schedules themselves (today one-time ``send_at`` campaigns) are created at run time by the ingest
-function (``massmailer.schedules``); each targets the split queue and dead-letters into
-``dead_letter_queue`` (its ``DeadLetterConfig``).
+Schedules themselves (one-time ``send_at`` campaigns, and one recurring schedule per automation)
+are created at run time by the ingest function (``massmailer.schedules``); each targets the split
+queue and dead-letters into ``dead_letter_queue`` (its ``DeadLetterConfig``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from infra.queues import encrypted_queue
 from massmailer import spec
 
 SCHEDULE_DLQ_RETENTION_DAYS = 14
-SCHEDULE_MANAGEMENT_ACTIONS = ("scheduler:CreateSchedule", "scheduler:DeleteSchedule", "scheduler:GetSchedule")
+# Create/get/delete: a campaign's one-time send_at; update too: an automation's recurring schedule
+# (PATCH, and pause/resume as State DISABLED/ENABLED). Nothing else, and only on this group's schedules.
+SCHEDULE_MANAGEMENT_ACTIONS = (
+    "scheduler:CreateSchedule",
+    "scheduler:DeleteSchedule",
+    "scheduler:GetSchedule",
+    "scheduler:UpdateSchedule",
+)
 
 
 class SendScheduler(Construct):
@@ -66,7 +73,7 @@ class SendScheduler(Construct):
         )
 
     def grant_manage_schedules(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Create/get/delete schedules of this group, and hand them the execution role."""
+        """Create/get/update/delete schedules of this group, and hand them the execution role."""
         grant = iam.Grant.add_to_principal(
             grantee=grantee, actions=list(SCHEDULE_MANAGEMENT_ACTIONS), resource_arns=[self.schedules_arn]
         )

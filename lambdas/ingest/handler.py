@@ -10,7 +10,8 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from massmailer import intake, wiring
+from massmailer import automations, intake, wiring
+from massmailer.automations import AutomationSpec
 from massmailer.errors import TemplateError
 from massmailer.exports import ExportRecipientsRequest
 from massmailer.lifecycle import TransitionNotAllowed
@@ -138,6 +139,80 @@ def cancel_campaign(campaign_id: str) -> dict[str, Any]:
     return intake.cancel_campaign(_context(), campaign_id)
 
 
+def _automations() -> automations.AutomationContext:
+    return app.context.get("automations") or wiring.automation_context()
+
+
+def _invalid_body(exc: ValidationError) -> Response:
+    errors = [{"field": ".".join(map(str, e["loc"])) or "body", "reason": e["msg"]} for e in exc.errors()]
+    return _error(422, "request body is invalid", errors)
+
+
+@app.post("/v1/automations")
+def post_automation(request: AutomationSpec) -> Response[dict[str, Any]]:
+    answer = automations.create(_automations(), request, _idempotency_key())
+    return Response(201, content_types.APPLICATION_JSON, answer)
+
+
+@app.get("/v1/automations")
+def list_automations() -> dict[str, Any]:
+    query = app.current_event.query_string_parameters or {}
+    return automations.list_automations(_automations(), query.get("limit"), query.get("cursor"))
+
+
+@app.get("/v1/automations/<automation_id>")
+def get_automation(automation_id: str) -> dict[str, Any]:
+    return automations.view(_automations(), automation_id)
+
+
+@app.patch("/v1/automations/<automation_id>")
+def patch_automation(automation_id: str) -> Response[dict[str, Any]]:
+    body = app.current_event.body
+    try:
+        changes = json.loads(body) if body and body.strip() else None
+    except ValueError:
+        return _error(400, "request body is not valid JSON")
+    if not isinstance(changes, dict):
+        return _error(422, "request body is invalid", [{"field": "body", "reason": "must be a JSON object"}])
+    try:
+        answer = automations.patch(_automations(), automation_id, changes)
+    except ValidationError as exc:
+        return _invalid_body(exc)
+    return Response(200, content_types.APPLICATION_JSON, answer)
+
+
+@app.delete("/v1/automations/<automation_id>")
+def delete_automation(automation_id: str) -> Response[None]:
+    automations.delete(_automations(), automation_id)
+    return Response(204, content_types.APPLICATION_JSON, None)
+
+
+@app.post("/v1/automations/<automation_id>/pause")
+def pause_automation(automation_id: str) -> dict[str, Any]:
+    return automations.pause(_automations(), automation_id)
+
+
+@app.post("/v1/automations/<automation_id>/resume")
+def resume_automation(automation_id: str) -> dict[str, Any]:
+    return automations.resume(_automations(), automation_id)
+
+
+@app.post("/v1/automations/<automation_id>/run-now")
+def run_automation_now(automation_id: str) -> Response[dict[str, Any]]:
+    return Response(202, content_types.APPLICATION_JSON, automations.run_now(_automations(), automation_id))
+
+
+@app.get("/v1/automations/<automation_id>/runs")
+def automation_runs(automation_id: str) -> dict[str, Any]:
+    query = app.current_event.query_string_parameters or {}
+    return automations.list_runs(_automations(), automation_id, query.get("limit"), query.get("cursor"))
+
+
+@app.get("/v1/automations/<automation_id>/runs/<run_id>")
+def automation_run(automation_id: str, run_id: str) -> dict[str, Any]:
+    return automations.get_run(_automations(), automation_id, run_id)
+
+
 # Pages for people (HTML, never JSON): no caching, no referrer (the token is in the URL), no scripts.
 _PAGE_HEADERS = {
     "Cache-Control": "no-store",
@@ -209,6 +284,11 @@ def _not_allowed(exc: TransitionNotAllowed) -> Response:
     return _error(409, str(exc))
 
 
+@app.exception_handler(automations.AutomationConflict)
+def _automation_conflict(exc: automations.AutomationConflict) -> Response:
+    return _error(409, str(exc))
+
+
 @app.exception_handler(intake.NotExportable)
 def _not_exportable(exc: intake.NotExportable) -> Response:
     return _error(409, str(exc))
@@ -236,6 +316,11 @@ def _unavailable(exc: Exception) -> Response:
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any, ctx: intake.IntakeContext | None = None) -> dict[str, Any]:
-    app.append_context(intake=ctx)
+def handler(
+    event: dict[str, Any],
+    context: Any,
+    ctx: intake.IntakeContext | None = None,
+    automation_ctx: automations.AutomationContext | None = None,
+) -> dict[str, Any]:
+    app.append_context(intake=ctx, automations=automation_ctx)
     return app.resolve(event, context)

@@ -1,5 +1,6 @@
 """splitter λ: one campaign (or one continuation) per split-queue message → batches of ≤50 on its lane;
-and the recipients exports (``{"kind": "export"}`` messages on the same queue → a CSV in the bucket).
+the recipients exports (``{"kind": "export"}`` messages on the same queue → a CSV in the bucket); and
+the automations' runs (``{"kind": "automation"}``, from EventBridge Scheduler or run-now → a campaign).
 
 The audience is the campaign's object in the bucket — CSV or JSONL by its extension — streamed from
 the campaign's checkpoint (a byte offset; a CSV header is re-read first). Near the time limit the
@@ -18,6 +19,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from massmailer import wiring
+from massmailer.automations import AutomationContext, AutomationFire, fire
 from massmailer.exports import ExportContext, ExportRequest, run_export
 from massmailer.models import SplitRequest
 from massmailer.splitting import SplitterContext, split_campaign
@@ -28,7 +30,11 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(
-    event: dict[str, Any], context: Any, ctx: SplitterContext | None = None, exporter: ExportContext | None = None
+    event: dict[str, Any],
+    context: Any,
+    ctx: SplitterContext | None = None,
+    exporter: ExportContext | None = None,
+    automations: AutomationContext | None = None,
 ) -> PartialItemFailureResponse:
     def time_left() -> float:
         return float(context.get_remaining_time_in_millis()) / 1000
@@ -40,6 +46,11 @@ def handler(
             request = ExportRequest.model_validate_json(record.body)
             result = run_export(exporter or wiring.export_context(time_left), request.export_id)
             logger.info("export", extra={"export_id": request.export_id, **result.__dict__})
+            return
+        if record.json_body.get("kind") == "automation":  # a run (massmailer.automations)
+            firing = AutomationFire.model_validate_json(record.body)
+            outcome = fire(automations or wiring.automation_run_context(), firing)
+            logger.info("automation", extra={"automation_id": firing.automation_id, "outcome": outcome})
             return
         report = split_campaign(splitter, SplitRequest.model_validate_json(record.body))
         logger.info("split", extra={"campaign_id": record.json_body.get("campaign_id"), **report.counts})

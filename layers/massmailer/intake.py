@@ -235,7 +235,12 @@ def accept_message(ctx: IntakeContext, request: SendRequest, idempotency_key: st
     return _idempotent(ctx, "message", idempotency_key, body, {"message_id": _new_id("msg")}, work)
 
 
-def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_key: str | None = None) -> Accepted:
+def accept_campaign(
+    ctx: IntakeContext,
+    request: CampaignRequest,
+    idempotency_key: str | None = None,
+    tags: dict[str, str] | None = None,  # automation_id/run_id of the automation run that asks
+) -> Accepted:
     compile_content(request)
     _check_stored_size(
         {
@@ -247,13 +252,15 @@ def accept_campaign(ctx: IntakeContext, request: CampaignRequest, idempotency_ke
     )
 
     def work(ids: dict[str, str]) -> dict[str, Any]:
-        return _create_campaign(ctx, request, ids["campaign_id"])
+        return _create_campaign(ctx, request, ids["campaign_id"], tags)
 
     body = request.model_dump(mode="json", by_alias=True)
     return _idempotent(ctx, "campaign", idempotency_key, body, {"campaign_id": _new_id("cmp")}, work)
 
 
-def _create_campaign(ctx: IntakeContext, request: CampaignRequest, campaign_id: str) -> dict[str, Any]:
+def _create_campaign(
+    ctx: IntakeContext, request: CampaignRequest, campaign_id: str, tags: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Every write here is conditional or repeats the same bytes, so a retry that took the key over
     finishes the same campaign: ``put_campaign`` never resets an existing one's counters or cursor,
     and the answer is the stored campaign's status."""
@@ -294,6 +301,7 @@ def _create_campaign(ctx: IntakeContext, request: CampaignRequest, campaign_id: 
         send_at=request.send_at,
         guard={**(ctx.guard_defaults or {}), **(request.guard.model_dump(exclude_none=True) if request.guard else {})}
         or None,
+        **(tags or {}),
     )
     status = campaign.status
     if not ctx.campaigns.put_campaign(campaign):  # conditional: a retry finds the campaign as it is now
@@ -522,6 +530,8 @@ def campaign_status(ctx: IntakeContext, campaign_id: str) -> dict[str, Any]:
         "counts": stored.counts.model_dump(),
         "guard": c.guard or ctx.guard_defaults,  # the thresholds the bounce/complaint guard applies
     }
+    if c.automation_id:  # made by an automation's run
+        view["automation_id"], view["run_id"] = c.automation_id, c.run_id
     if status in (CampaignStatus.PAUSED, CampaignStatus.FAILED, CampaignStatus.CANCELLED):
         view["reason"] = c.last_error
     if status == CampaignStatus.PAUSED and stored.pause_cause:

@@ -318,6 +318,8 @@ class Campaign(BaseModel):
     send_at: datetime | None = None
     guard: dict[str, float | int] | None = None  # the guard's effective thresholds (stage defaults + request)
     last_error: str | None = None
+    automation_id: str | None = None  # a run of this automation made the campaign (massmailer.automations)
+    run_id: str | None = None
 
 
 class CampaignCounts(BaseModel):

@@ -8,6 +8,13 @@ A target Scheduler cannot reach (the queue deleted, its key or the role's permis
 retried for at most ``RETRY_MAX_AGE_SECONDS``; after that the invocation goes to the stage's
 schedule dead-letter queue (``DeadLetterConfig``), whose depth alarm tells an operator that a
 campaign did not start. A campaign an hour late is an operator's decision, not Scheduler's.
+
+Recurring schedules (automations, ``massmailer.automations``): one per automation, in the same group,
+``cron(...)``/``rate(...)`` with its ``ScheduleExpressionTimezone``, the same target, retry policy and
+dead-letter queue, ``FlexibleTimeWindow`` OFF; the Input carries the firing's scheduled time
+(``<aws.scheduler.scheduled-time>``, which Scheduler fills in). Pause is ``State: DISABLED``, resume
+``ENABLED``; a change is ``UpdateSchedule`` (which replaces the whole definition), removal
+``DeleteSchedule``.
 """
 
 from __future__ import annotations
@@ -23,6 +30,13 @@ RETRY_MAX_AGE_SECONDS = 3600  # then the invocation is dead-lettered (its defaul
 
 class Schedules(Protocol):
     def once(self, name: str, at: datetime, queue: str, body: str) -> None: ...
+    def delete(self, name: str) -> None: ...
+
+
+class RecurringSchedules(Protocol):
+    def recurring(
+        self, name: str, expression: str, time_zone: str, queue: str, body: str, *, enabled: bool, update: bool
+    ) -> None: ...
     def delete(self, name: str) -> None: ...
 
 
@@ -62,8 +76,48 @@ class EventBridgeSchedules:
         except Exception as exc:
             raise StoreUnavailable(f"create schedule {name}: {exc}") from exc
 
+    def _target(self, queue: str, body: str) -> dict[str, Any]:
+        return {
+            "Arn": self._queue_arns[queue],
+            "RoleArn": self._role_arn,
+            "Input": body,
+            "DeadLetterConfig": {"Arn": self._dead_letter_arn},
+            "RetryPolicy": {
+                "MaximumRetryAttempts": RETRY_ATTEMPTS,
+                "MaximumEventAgeInSeconds": RETRY_MAX_AGE_SECONDS,
+            },
+        }
+
+    def recurring(
+        self, name: str, expression: str, time_zone: str, queue: str, body: str, *, enabled: bool, update: bool
+    ) -> None:
+        """Create (``update`` False) or replace (True) a recurring schedule; a create that finds the
+        schedule (an earlier try of the same request) replaces it, an update that does not finds it
+        gone and creates it."""
+        definition = {
+            "Name": name[:64],
+            "GroupName": self._group,
+            "ScheduleExpression": expression,
+            "ScheduleExpressionTimezone": time_zone,
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "State": "ENABLED" if enabled else "DISABLED",
+            "Target": self._target(queue, body),
+        }
+        first, second = (
+            (self._client.update_schedule, self._client.create_schedule)
+            if update
+            else (self._client.create_schedule, self._client.update_schedule)
+        )
+        try:
+            try:
+                first(**definition)
+            except (self._client.exceptions.ConflictException, self._client.exceptions.ResourceNotFoundException):
+                second(**definition)
+        except Exception as exc:
+            raise StoreUnavailable(f"{'update' if update else 'create'} schedule {name}: {exc}") from exc
+
     def delete(self, name: str) -> None:
-        """Delete a one-time schedule; one already gone (fired, or deleted before) is fine."""
+        """Delete a schedule; one already gone (fired, or deleted before) is fine."""
         try:
             self._client.delete_schedule(Name=name[:64], GroupName=self._group)
         except self._client.exceptions.ResourceNotFoundException:

@@ -18,6 +18,7 @@ import boto3
 from botocore.config import Config
 
 from massmailer.attachments import AttachmentResolver
+from massmailer.automations import AutomationContext
 from massmailer.blobs import S3Blobs
 from massmailer.exports import ExportContext
 from massmailer.intake import IntakeContext
@@ -195,8 +196,8 @@ def splitter_context(time_left: Callable[[], float]) -> SplitterContext:
     )
 
 
-@cache
-def intake_context() -> IntakeContext:
+def _schedules() -> EventBridgeSchedules | None:
+    """The stage's schedule group on EventBridge Scheduler, if configured (else None, and a warning)."""
     s = settings()
     schedules = None
     missing = [
@@ -217,6 +218,13 @@ def intake_context() -> IntakeContext:
         schedules = EventBridgeSchedules(
             client("scheduler"), s.schedule_group, s.scheduler_role_arn, {"split": split_arn}, s.schedule_dlq_arn
         )
+    return schedules
+
+
+@cache
+def intake_context() -> IntakeContext:
+    s = settings()
+    schedules = _schedules()
     repos = stores()
     return IntakeContext(
         campaigns=repos.campaigns,
@@ -232,6 +240,31 @@ def intake_context() -> IntakeContext:
         uploads=S3Blobs(client("s3"), s.bucket_name),
         guard_defaults=s.guard_defaults(),
     )
+
+
+@cache
+def automation_context() -> AutomationContext:
+    """The ingest function's: automations over the intake context and the schedule group."""
+    return AutomationContext(automations=stores().automations, intake=intake_context(), schedules=_schedules())
+
+
+@cache
+def automation_run_context() -> AutomationContext:
+    """The splitter's: a run's campaign is accepted as intake would (no schedules, no unsubscribe keys)."""
+    s = settings()
+    repos = stores()
+    intake = IntakeContext(
+        campaigns=repos.campaigns,
+        messages=repos.messages,
+        suppressions=repos.suppressions,
+        idempotency=repos.idempotency,
+        queue=_queue(),
+        blobs=S3Blobs(client("s3"), s.bucket_name),
+        schedules=None,
+        from_address=s.from_address,
+        guard_defaults=s.guard_defaults(),
+    )
+    return AutomationContext(automations=repos.automations, intake=intake, schedules=None)
 
 
 def export_context(time_left: Callable[[], float]) -> ExportContext:
@@ -258,6 +291,8 @@ def reset() -> None:
         provider_chain,
         sender_context,
         intake_context,
+        automation_context,
+        automation_run_context,
         rate_guard,
     ):
         fn.cache_clear()

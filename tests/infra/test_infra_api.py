@@ -67,6 +67,7 @@ def test_every_route_the_ingest_function_serves_is_behind_the_authenticated_prox
     assert proxied[0]["Properties"]["AuthorizationType"] == "AWS_IAM"
     for method, path in ROUTES:
         assert path.startswith("/v1/") and path != "/v1/unsubscribe"
-        kind = next((k for k in ("campaign", "export") if f"/{k}s/" in path or path.endswith(f"/{k}s")), "message")
+        kinds = ("campaign", "export", "automation")
+        kind = next((k for k in kinds if f"/{k}s/" in path or path.endswith(f"/{k}s")), "message")
         rule = path.replace("{id}", f"{{{kind}_id}}")
         assert (method, rule) in served, (method, path)

@@ -261,7 +261,12 @@ def test_only_ingest_manages_schedules_of_the_stage_group(synth: Synthesized) ->
         s for s in _statements(synth, spec.INGEST.name) if any(a.startswith("scheduler:") for a in _actions(s))
     ]
 
-    assert _actions(statement) == {"scheduler:CreateSchedule", "scheduler:DeleteSchedule", "scheduler:GetSchedule"}
+    assert _actions(statement) == {
+        "scheduler:CreateSchedule",
+        "scheduler:DeleteSchedule",
+        "scheduler:GetSchedule",
+        "scheduler:UpdateSchedule",
+    }
     assert f":schedule/{spec.schedule_group_name(synth.stage)}/*" in json.dumps(statement["Resource"])
     assert "iam:PassRole" in _allowed(synth, spec.INGEST.name)
     for other in (spec.SPLITTER, spec.SENDER, spec.BOUNCE):

@@ -9,6 +9,7 @@ module              port              DynamoDB             in memory            
 ==================  ================  ===================  ========================  ============
 campaigns           Campaigns         DynamoCampaigns      InMemoryCampaigns         META, CONTENT, CARD, PARKED#, RCPT#
 exports             Exports           DynamoExports        InMemoryExports           EXPORT
+automations         Automations       DynamoAutomations    InMemoryAutomations       AUTOMATION, RUN#
 messages            Messages          DynamoMessages       InMemoryMessages          MSG (+ GSI1)
 suppressions        Suppressions      DynamoSuppressions   InMemorySuppressions      SUPP
 idempotency         IdempotencyKeys   DynamoIdempotency…   InMemoryIdempotencyKeys   IDEMP
@@ -25,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from massmailer.store.automations import Automations, DynamoAutomations, InMemoryAutomations
 from massmailer.store.campaigns import (
     CampaignPage,
     Campaigns,
@@ -45,6 +47,7 @@ from massmailer.store.suppressions import DynamoSuppressions, InMemorySuppressio
 
 __all__ = [
     "SENT_LIKE",
+    "Automations",
     "CampaignPage",
     "CampaignSummary",
     "Campaigns",
@@ -75,6 +78,7 @@ class Stores:
     shared_state: SharedState
     markers: Markers
     exports: Exports
+    automations: Automations
 
     @staticmethod
     def dynamo(table: Any, clock: Clock = time.time, *, index_provider_ids: bool = False) -> Stores:
@@ -87,6 +91,7 @@ class Stores:
             shared_state=DynamoSharedState(table, clock),
             markers=DynamoMarkers(table, clock),
             exports=DynamoExports(table, clock),
+            automations=DynamoAutomations(table, clock),
         )
 
     @staticmethod
@@ -105,6 +110,7 @@ class InMemoryStores(Stores):
     shared_state: InMemorySharedState
     markers: InMemoryMarkers
     exports: InMemoryExports
+    automations: InMemoryAutomations
     meter: Meter
 
     @staticmethod
@@ -119,6 +125,7 @@ class InMemoryStores(Stores):
             shared_state=InMemorySharedState(clock, meter),
             markers=markers,
             exports=InMemoryExports(clock, meter),
+            automations=InMemoryAutomations(clock, meter),
             meter=meter,
         )
 

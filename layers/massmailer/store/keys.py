@@ -11,6 +11,8 @@ campaign card          CAMPAIGN#<id>         CARD    name, created, send_at; GSI
 parked batch           CAMPAIGN#<id>         PARKED# a batch that arrived while paused (#<queue msg id>)
 campaign roster        CAMPAIGN#<id>         RCPT#   one split chunk's recipients (#<chunk start, 24 digits>)
 recipient export       EXPORT#<id>           EXPORT  status, lease, multipart upload checkpoint, TTL 7 days
+automation             AUTOMATION#<id>       AUTOMA… definition, status, overlap lock; GSI1PK=AUTOMATIONS
+automation run         AUTOMATION#<id>       RUN#<t> a run (t: scheduled time, UTC), its state and log
 message record         MSG#<message_id>      MSG     status, attempts, lease; GSI1PK=PMID#<id> (opt-in)
 suppression            SUPP#<address key>    SUPP    reason, details
 suppressed since       SUPPSINCE#<UTC hour>  <ms>#   + the address key: suppressions by time, TTL 1 day
@@ -98,6 +100,30 @@ def roster_key(campaign_id: str, start: int) -> dict[str, str]:
 def export_key(export_id: str) -> dict[str, str]:
     """A recipients export (``massmailer.exports``): its own partition, read by id alone."""
     return {PK: f"EXPORT#{export_id}", SK: "EXPORT"}
+
+
+AUTOMATION = "AUTOMATION"
+AUTOMATION_LIST = "AUTOMATIONS"  # GSI1PK of every automation: one index partition, newest first by GSI1SK
+RUN_PREFIX = "RUN#"
+
+
+def automation_partition(automation_id: str) -> str:
+    return f"{AUTOMATION}#{automation_id}"
+
+
+def automation_key(automation_id: str) -> dict[str, str]:
+    """An automation (``store.automations``): definition, status, overlap lock; its runs share the partition."""
+    return {PK: automation_partition(automation_id), SK: AUTOMATION}
+
+
+def automation_list_sort(created_at: float, automation_id: str) -> str:
+    """The automation's GSI1SK under ``AUTOMATION_LIST``: creation time as fixed-width UTC text."""
+    return f"{datetime.fromtimestamp(created_at, UTC):%Y%m%dT%H%M%S.%f}#{automation_id}"
+
+
+def run_key(automation_id: str, run_id: str) -> dict[str, str]:
+    """A run: ``run_id`` is its scheduled time, fixed-width UTC, so the runs sort by time."""
+    return {PK: automation_partition(automation_id), SK: f"{RUN_PREFIX}{run_id}"}
 
 
 def message_key(message_id: str) -> dict[str, str]:
