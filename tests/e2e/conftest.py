@@ -7,9 +7,11 @@ the sender's circuit breaker (an SES outage) starts a runtime of its own.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -102,3 +104,42 @@ def counts(runtime: LocalRuntime, campaign_id: str) -> dict[str, Any]:
 def message(runtime: LocalRuntime, campaign_id: str, address: str) -> dict[str, Any]:
     status, body = runtime.api("GET", f"/v1/messages/{recipient_message_id(campaign_id, address)}")
     return body if status == 200 else {}
+
+
+class HeldClock:
+    """The scheduler loop's clock, set by the test: what time it is for the loop, whatever the machine's
+    speed. ``reads`` counts the loop's reads (one at the start of each of its ticks)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.reads = 0
+        self._cond = threading.Condition()
+
+    def __call__(self) -> datetime:
+        with self._cond:
+            self.reads += 1
+            self._cond.notify_all()
+            return self.now
+
+    def set(self, now: datetime) -> None:
+        with self._cond:
+            self.now = now
+
+    def wait_for_a_whole_tick(self, timeout: float = 120) -> None:
+        """Until a tick has started and ended at the time set: two more reads than now."""
+        with self._cond:
+            target = self.reads + 2
+            if not self._cond.wait_for(lambda: self.reads >= target, timeout):
+                raise AssertionError(f"the scheduler loop did not tick within {timeout:.0f} s")
+
+
+@pytest.fixture
+def held_clock(rt: LocalRuntime) -> Iterator[HeldClock]:
+    assert rt.scheduler is not None
+    real = rt.scheduler.clock
+    held = HeldClock(real())
+    rt.scheduler.clock = held
+    yield held
+    held.set(real())  # back to the present before the real clock takes over (the loop's last tick)
+    held.wait_for_a_whole_tick()
+    rt.scheduler.clock = real

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from local.runtime import LocalRuntime
 from massmailer import spec
-from tests.e2e.conftest import campaign, counts, message, store_of, suppression_reason, wait_for
+from tests.e2e.conftest import HeldClock, campaign, counts, message, store_of, suppression_reason, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 SIM = "simulator.amazonses.com"
@@ -119,45 +117,6 @@ def test_poison_batch_lands_in_the_dlq_after_max_receive_count(rt: LocalRuntime,
     assert int(mine[0]["Attributes"]["ApproximateReceiveCount"]) >= spec.HIGH_LANE.max_receive_count
     assert rt.depth("high") == 0
     sqs.delete_message(QueueUrl=rt.resources["dlqs"]["high"], ReceiptHandle=mine[0]["ReceiptHandle"])
-
-
-class HeldClock:
-    """The scheduler loop's clock, set by the test: what time it is for the loop, whatever the machine's
-    speed. ``reads`` counts the loop's reads (one at the start of each of its ticks)."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-        self.reads = 0
-        self._cond = threading.Condition()
-
-    def __call__(self) -> datetime:
-        with self._cond:
-            self.reads += 1
-            self._cond.notify_all()
-            return self.now
-
-    def set(self, now: datetime) -> None:
-        with self._cond:
-            self.now = now
-
-    def wait_for_a_whole_tick(self, timeout: float = 120) -> None:
-        """Until a tick has started and ended at the time set: two more reads than now."""
-        with self._cond:
-            target = self.reads + 2
-            if not self._cond.wait_for(lambda: self.reads >= target, timeout):
-                raise AssertionError(f"the scheduler loop did not tick within {timeout:.0f} s")
-
-
-@pytest.fixture
-def held_clock(rt: LocalRuntime) -> Iterator[HeldClock]:
-    assert rt.scheduler is not None
-    real = rt.scheduler.clock
-    held = HeldClock(real())
-    rt.scheduler.clock = held
-    yield held
-    held.set(real())  # back to the present before the real clock takes over (the loop's last tick)
-    held.wait_for_a_whole_tick()
-    rt.scheduler.clock = real
 
 
 def test_schedule_created_through_the_api_fires_on_time(rt: LocalRuntime, token: str, held_clock: HeldClock) -> None:
