@@ -16,7 +16,10 @@ What it shows:
 5. SES cut off part-way (``503 ServiceUnavailable``): the sender fails over to the SMTP relay, the
    circuit breaker opens; a short relay hiccup (``451``) makes a few recipients retry later; SES
    comes back;
-6. a summary: sent per provider, delivered, bounced, complained, suppressed, failed, retried, wall
+6. an automation (``POST /v1/automations``): a daily digest at 09:00 Europe/Berlin whose target is a
+   CSV in the bucket named by the date, fired once through ``POST …/run-now`` while the campaign goes
+   out; its run ends DONE, each of its recipients sent once;
+7. a summary: sent per provider, delivered, bounced, complained, suppressed, failed, retried, wall
    time, emails/s — checked against moto's SES record and the outbox: nobody twice, nobody lost.
 """
 
@@ -93,13 +96,60 @@ CAMPAIGN = {
 }
 
 
-def _attachments_match(outbox: list[Path]) -> bool:
-    """Every campaign email the relay received has exactly one attachment, the PDF of its own plan."""
+AUTOMATION_READERS = 20
+AUTOMATION_ZONE = "Europe/Berlin"
+AUTOMATION_TARGET = "audiences/daily-digest/{scheduled:%Y-%m-%d}.csv"
+AUTOMATION = {
+    "name": "Daily digest",
+    "subject": "{{ first_name }}, your daily digest",
+    "text": "Hello {{ first_name }},\n\ntoday's digest.\n\nUnsubscribe: {{ unsubscribe_url }}\n",
+    "schedule": {"preset": "daily", "time": "09:00", "time_zone": AUTOMATION_ZONE},
+    "target": AUTOMATION_TARGET,
+}
+
+
+def _start_automation(rt: Any) -> tuple[str, dict[str, Any], list[str]]:
+    """The daily digest: its readers' CSV for today's date (and the next minute's, should the date
+    change meanwhile) in the bucket, the automation created, and one run fired now through the API."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from massmailer.automations import fill_target
+
+    readers = [f"reader.{i:02d}@example.org" for i in range(1, AUTOMATION_READERS + 1)]
+    csv = "email,first_name\n" + "".join(f"{a},{FIRST_NAMES[i % len(FIRST_NAMES)]}\n" for i, a in enumerate(readers))
+    zone = ZoneInfo(AUTOMATION_ZONE)
+    now = datetime.now(UTC)
+    for moment in {now, now + timedelta(minutes=1)}:
+        key = fill_target(AUTOMATION_TARGET, moment.astimezone(zone))
+        rt.client("s3").put_object(Bucket=rt.resources["bucket"], Key=key, Body=csv.encode())
+    status, created = rt.api("POST", "/v1/automations", AUTOMATION)
+    assert status == 201, created
+    status, fired = rt.api("POST", f"/v1/automations/{created['automation_id']}/run-now")
+    assert status == 202, fired
+    return str(created["automation_id"]), created, readers
+
+
+def _automation_run(rt: Any, automation_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The automation as ``GET /v1/automations/{id}`` shows it once its last run has ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, automation = rt.api("GET", f"/v1/automations/{automation_id}")
+        assert status == 200, automation
+        last = automation.get("last_run") or {}
+        if last.get("ended_at") or time.monotonic() > deadline:
+            return dict(automation)
+        time.sleep(0.25)
+
+
+def _attachments_match(outbox: list[Path], campaign_id: str) -> bool:
+    """Every email of the campaign the relay received has exactly one attachment, the PDF of its own plan."""
     checked = 0
+    marker = f"X-MassMailer-Campaign: {campaign_id}"
     for path in outbox:
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        if "X-MassMailer-Campaign" not in message:
-            continue  # transactional mail carries no attachment
+        if f"X-MassMailer-Campaign: {message.get('X-MassMailer-Campaign')}" != marker:
+            continue  # transactional mail and the automation's digest carry no attachment
         names = [part.get_filename() for part in message.iter_attachments()]
         plan = next((p for p in PLANS if f"on the {p} plan" in str(message["Subject"])), None)
         if names != [f"plan-{plan}.pdf"]:
@@ -266,6 +316,9 @@ def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
                 Key=f"attachments/plan-{plan}.pdf",
                 Body=f"%PDF-1.4\n% MassMailer demo: what's new on the {plan} plan\n".encode(),
             )
+        # 3b. The automation, fired once now: its run goes out alongside the campaign.
+        automation_id, automation, readers = _start_automation(rt)
+        timeline.note(f"automation {automation_id} created, run fired (POST /v1/automations/{{id}}/run-now)")
         audience = _audience(recipients)
         status, campaign = rt.api("POST", "/v1/campaigns", {**CAMPAIGN, "audience": audience}, timeout=60)
         assert status == 202, campaign
@@ -361,6 +414,16 @@ def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
             rt, campaign_id, [m["email"] for m in audience if SIMULATOR in m["email"]]
         )
         sent_ids = ses_ids + relay_ids
+        automation = _automation_run(rt, automation_id)
+        run = automation.get("last_run") or {}
+        run_counts = run.get("counts") or {}
+        run_ses, run_relay = _campaign_split(rt, run["campaign_id"]) if run.get("campaign_id") else ([], [])
+        run_ids = run_ses + run_relay
+        run_ok = (
+            run.get("status") == "DONE"
+            and len(run_ids) == len(set(run_ids)) == run_counts.get("sent") == len(readers)
+            and run_counts.get("failed") == 0
+        )
         exactly_once = len(sent_ids) == len(set(sent_ids)) == counts["sent"]
         nothing_lost = counts["sent"] + counts["failed"] + counts["suppressed"] == counts["total"]
         ses_agrees = accepted_ids <= moto_record
@@ -408,20 +471,42 @@ def run(recipients: int) -> int:  # noqa: PLR0915 - a linear script reads best
             f" ({handed_at_pause} → {handed_at_resume} handed to a provider while paused: sends already started)"
         )
         print(f"  {'✓' if ses_agrees else '✗'} moto's SES record holds every message SES accepted ({len(moto_record)})")
-        attached = _attachments_match(rt.outbox())
+        attached = _attachments_match(rt.outbox(), campaign_id)
         print(f"  {'✓' if attached else '✗'} every campaign email in the outbox carries its plan's PDF attachment")
+        print(
+            f"  {'✓' if run_ok else '✗'} automation run {run.get('status', '-')}: each of its {len(readers)} readers"
+            f" sent exactly once ({len(run_ids)})"
+        )
+        print(
+            f"\n  automation {automation_id} “{automation['name']}” — daily 09:00 {AUTOMATION_ZONE}"
+            f" ({automation['schedule_expression']['expression']}), next run {automation.get('next_run')}"
+        )
+        print(
+            f"    run {run.get('run_id', '-')} ({run.get('trigger', '-')}) {run.get('status', '-')}:"
+            f" target {fill_target_for(run)}, sent {run_counts.get('sent', 0)} (SES {len(run_ses)},"
+            f" relay {len(run_relay)}) · failed {run_counts.get('failed', 0)}"
+            f" · warnings {run.get('warnings', 0)}"
+        )
         print("\n  mailbox simulator (SES events → bounce function):")
         for line in simulated:
             print(f"    {line}")
         for to, record in messages.items():
             print(f"    {to:<40} {record['status']:<10} via {record.get('provider')} (transactional)")
         print(f"\n  outbox: {_rel(config.outbox_dir)} ({len(rt.outbox())} .eml files)   logs: {_rel(config.logs_dir)}")
-        ok = resumed and exactly_once and nothing_lost and ses_agrees and attached and counts["failed"] == 0
+        ok = run_ok and resumed and exactly_once and nothing_lost and ses_agrees and attached and counts["failed"] == 0
     finally:
         print("  stopping the runtime…", flush=True)
         rt.stop()
     print(f"  done in {time.monotonic() - timeline.started:.1f} s — every process the demo started has exited.")
     return 0 if ok else 1
+
+
+def fill_target_for(run: dict[str, Any]) -> str:
+    """The target key the run read (from its log's campaign event)."""
+    for event in run.get("log") or []:
+        if event.get("target"):
+            return str(event["target"])
+    return "-"
 
 
 def _rel(path: Path) -> str:
