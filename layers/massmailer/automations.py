@@ -49,6 +49,7 @@ from massmailer import intake, recipients
 from massmailer.addresses import mask_address
 from massmailer.errors import TemplateError
 from massmailer.models import (
+    AudienceMember,
     AudienceObjectKey,
     CampaignRequest,
     CampaignStatus,
@@ -388,6 +389,68 @@ def run_view(ctx: AutomationContext, run: AutomationRun) -> dict[str, Any]:
     }
 
 
+# -- real-time: triggers ---------------------------------------------------------------------------
+
+MAX_TRIGGER_RECIPIENTS = 1000
+
+
+class TriggerRequest(BaseModel):
+    """``POST /v1/automations/{id}/trigger``: 1 to 1,000 recipients, each with its variables."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipients: list[AudienceMember] = Field(min_length=1, max_length=MAX_TRIGGER_RECIPIENTS)
+
+
+def _campaign_request(spec: AutomationSpec, name: str, **audience: Any) -> CampaignRequest:
+    """The automation's content, lane, guard and sender as a campaign with the audience given."""
+    content = {field: getattr(spec, field) for field in Content.model_fields}
+    return CampaignRequest.model_validate(
+        {
+            **content,
+            "name": name[:200],
+            **audience,
+            "priority": spec.priority,
+            "guard": spec.guard,
+            "from": spec.from_address,
+            "from_name": spec.from_name,
+            "reply_to": spec.reply_to,
+            "headers": spec.headers,
+        }
+    )
+
+
+def trigger(
+    ctx: AutomationContext, automation_id: str, request: TriggerRequest, idempotency_key: str | None = None
+) -> intake.Accepted:
+    """``POST …/trigger``: the recipients get the automation's content now, on its lane.
+
+    A trigger is a campaign (inline audience) tagged with the automation and a run id ``trg-…``, so
+    it has what a campaign has: counts, pause/cancel, the guard, unsubscribe links, exactly-once per
+    recipient. It is not a scheduled run (no overlap lock, no lateness, not in ``…/runs``): triggers
+    of one automation may overlap. The Idempotency-Key is the trigger's (scope ``automation-trigger``,
+    the automation id and the recipients hashed): a retry gets the first answer, the same campaign."""
+    stored = _get(ctx, automation_id)
+    if stored.status != AutomationStatus.ACTIVE:
+        raise AutomationConflict(f"automation {automation_id} is {stored.status.value}: resume it to trigger it")
+    spec = _spec(stored)
+    compile_content(spec)
+    body = {"automation_id": automation_id, **request.model_dump(mode="json")}
+    ids = {"campaign_id": intake._new_id("cmp"), "run_id": f"trg-{uuid.uuid4().hex[:24]}"}
+
+    def work(ids: dict[str, str]) -> dict[str, Any]:
+        campaign = _campaign_request(spec, f"{spec.name} {ids['run_id']}", audience=request.recipients)
+        tags = {"automation_id": automation_id, "run_id": ids["run_id"]}
+        answer = intake._create_campaign(ctx.intake, campaign, ids["campaign_id"], tags)
+        logger.info(
+            "automation triggered",
+            extra={"automation_id": automation_id, "run_id": ids["run_id"], "recipients": len(request.recipients)},
+        )
+        return {"automation_id": automation_id, "run_id": ids["run_id"], **answer}
+
+    return intake._idempotent(ctx.intake, "automation-trigger", idempotency_key, body, ids, work)
+
+
 # -- a run ------------------------------------------------------------------------------------------
 
 
@@ -605,20 +668,7 @@ def _start(ctx: AutomationContext, spec: AutomationSpec, run: AutomationRun, sch
             return "held"
         run.status = RunStatus.RUNNING
     key = fill_target(spec.target, spec.scheduled_local(scheduled))
-    content = {name: getattr(spec, name) for name in Content.model_fields}
-    request = CampaignRequest.model_validate(
-        {
-            **content,
-            "name": f"{spec.name} {run_id}",
-            "audience_object": key,
-            "priority": spec.priority,
-            "guard": spec.guard,
-            "from": spec.from_address,
-            "from_name": spec.from_name,
-            "reply_to": spec.reply_to,
-            "headers": spec.headers,
-        }
-    )
+    request = _campaign_request(spec, f"{spec.name} {run_id}", audience_object=key)
     try:
         accepted = intake.accept_campaign(
             ctx.intake,
