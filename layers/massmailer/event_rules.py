@@ -4,7 +4,7 @@ An automation that names an ``event_pattern`` gets one rule on the stage's event
 (``spec.event_bus_name``), named ``spec.event_rule_prefix(stage) + name``, whose one target is the
 split queue. The target's ``InputTransformer`` turns a matching event into the splitter's message::
 
-    {"kind": "automation_event", "automation_id": "<id>", "detail": <the event's detail>}
+    {"kind": "automation_event", "automation_id": "<id>", "detail": <the event's detail>, "event_id": "<its id>"}
 
 so an event enters the pipeline exactly as a scheduled run does (EventBridge delivers at least once;
 consumers de-duplicate). The queue's resource policy lets the bus's rules with that prefix send to it
@@ -93,14 +93,15 @@ def automation_event_input(automation_id: str) -> dict[str, str]:
 
 
 def input_transformer(constants: dict[str, Any]) -> dict[str, Any]:
-    """``{**constants, "detail": <$.detail>}`` as an EventBridge ``InputTransformer``."""
-    if "detail" in constants:
-        raise ValueError("the input template's constants must not set 'detail': the event's detail goes there")
+    """``{**constants, "detail": <$.detail>, "event_id": "<$.id>"}`` as an EventBridge
+    ``InputTransformer`` (the event's id, a string, lets the consumer de-duplicate deliveries)."""
+    if "detail" in constants or "event_id" in constants:
+        raise ValueError("the input template's constants must not set 'detail' or 'event_id': the event's go there")
     body = json.dumps(constants, separators=(", ", ": "))
     if "<" in body or ">" in body:  # would read as an input path placeholder
         raise ValueError("the input template's constants must not contain '<' or '>'")
-    template = body[:-1] + (", " if constants else "") + '"detail": <detail>}'
-    return {"InputPathsMap": {"detail": "$.detail"}, "InputTemplate": template}
+    template = body[:-1] + (", " if constants else "") + '"detail": <detail>, "event_id": "<event_id>"}'
+    return {"InputPathsMap": {"detail": "$.detail", "event_id": "$.id"}, "InputTemplate": template}
 
 
 class EventRules:
