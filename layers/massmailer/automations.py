@@ -218,7 +218,7 @@ def _sync_rule(ctx: AutomationContext, stored: StoredAutomation, spec: Automatio
         return
     if active and spec.event_pattern is not None:
         input_template = automation_event_input(stored.automation_id)
-        ctx.rules.put(stored.automation_id, spec.event_pattern, ctx.split_queue_arn, input_template)
+        ctx.rules.put(stored.automation_id, spec.event_pattern, ctx.split_queue_arn, input_template, event_id=True)
     else:
         ctx.rules.delete(stored.automation_id)
 

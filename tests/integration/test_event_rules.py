@@ -52,13 +52,13 @@ def test_a_matching_event_lands_on_the_split_queue_as_an_automation_event(pipeli
     _put_event(pipeline, "user.signed_up", {"email": "new@example.com", "vars": {"plan": "pro"}})
     _put_event(pipeline, "user.deleted", {"email": "old@example.com"})  # does not match
 
-    (message,) = _split_messages(pipeline)
-    assert message.pop("event_id")  # the event's id, for de-duplication
-    assert message == {
-        "kind": "automation_event",
-        "automation_id": "a1",
-        "detail": {"email": "new@example.com", "vars": {"plan": "pro"}},
-    }
+    assert _split_messages(pipeline) == [
+        {
+            "kind": "automation_event",
+            "automation_id": "a1",
+            "detail": {"email": "new@example.com", "vars": {"plan": "pro"}},
+        }
+    ]
 
 
 def test_a_deleted_rule_delivers_nothing(pipeline: Pipeline) -> None:

@@ -50,7 +50,14 @@ def test_a_wrong_pattern_names_the_field_and_the_reason(pattern: object, field: 
 
 
 def test_the_input_transformer_adds_the_events_detail_to_the_constants() -> None:
-    transformer = input_transformer(automation_event_input("a1"))
+    plain = input_transformer(automation_event_input("a1"))
+    assert plain["InputPathsMap"] == {"detail": "$.detail"}
+    assert json.loads(plain["InputTemplate"].replace("<detail>", "{}")) == {
+        "kind": "automation_event",
+        "automation_id": "a1",
+        "detail": {},
+    }
+    transformer = input_transformer(automation_event_input("a1"), event_id=True)
     assert transformer["InputPathsMap"] == {"detail": "$.detail", "event_id": "$.id"}
     filled = transformer["InputTemplate"].replace("<detail>", '{"email": "x@example.com"}')
     filled = filled.replace("<event_id>", "e-1")
