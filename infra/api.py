@@ -39,6 +39,7 @@ ROUTES = (
     ("POST", "/v1/automations/{id}/pause"),
     ("POST", "/v1/automations/{id}/resume"),
     ("POST", "/v1/automations/{id}/run-now"),
+    ("POST", "/v1/automations/{id}/trigger"),
     ("GET", "/v1/automations/{id}/runs"),
     ("GET", "/v1/automations/{id}/runs/{run_id}"),
 )

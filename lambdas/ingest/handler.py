@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from pydantic import ValidationError
 
 from massmailer import automations, intake, wiring
-from massmailer.automations import AutomationSpec
+from massmailer.automations import AutomationSpec, TriggerRequest
 from massmailer.errors import TemplateError
 from massmailer.exports import ExportRecipientsRequest
 from massmailer.lifecycle import TransitionNotAllowed
@@ -200,6 +200,11 @@ def resume_automation(automation_id: str) -> dict[str, Any]:
 @app.post("/v1/automations/<automation_id>/run-now")
 def run_automation_now(automation_id: str) -> Response[dict[str, Any]]:
     return Response(202, content_types.APPLICATION_JSON, automations.run_now(_automations(), automation_id))
+
+
+@app.post("/v1/automations/<automation_id>/trigger")
+def trigger_automation(automation_id: str, request: TriggerRequest) -> Response[dict[str, Any]]:
+    return _accepted(automations.trigger(_automations(), automation_id, request, _idempotency_key()))
 
 
 @app.get("/v1/automations/<automation_id>/runs")

@@ -1,6 +1,8 @@
 """splitter λ: one campaign (or one continuation) per split-queue message → batches of ≤50 on its lane;
 the recipients exports (``{"kind": "export"}`` messages on the same queue → a CSV in the bucket); and
-the automations' runs (``{"kind": "automation"}``, from EventBridge Scheduler or run-now → a campaign).
+the automations' runs (``{"kind": "automation"}``, from EventBridge Scheduler or run-now → a campaign);
+and bus events that matched an automation's rule (``{"kind": "automation_event"}`` → a one-recipient
+trigger, idempotent on the event id).
 
 The audience is the campaign's object in the bucket — CSV or JSONL by its extension — streamed from
 the campaign's checkpoint (a byte offset; a CSV header is re-read first). Near the time limit the
@@ -19,7 +21,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from massmailer import wiring
-from massmailer.automations import AutomationContext, AutomationFire, fire
+from massmailer.automations import AutomationContext, AutomationEvent, AutomationFire, fire, on_event
 from massmailer.exports import ExportContext, ExportRequest, run_export
 from massmailer.models import SplitRequest
 from massmailer.splitting import SplitterContext, split_campaign
@@ -51,6 +53,11 @@ def handler(
             firing = AutomationFire.model_validate_json(record.body)
             outcome = fire(automations or wiring.automation_run_context(), firing)
             logger.info("automation", extra={"automation_id": firing.automation_id, "outcome": outcome})
+            return
+        if record.json_body.get("kind") == "automation_event":  # a bus event matched an automation's rule
+            event = AutomationEvent.model_validate_json(record.body)
+            outcome = on_event(automations or wiring.automation_run_context(), event)
+            logger.info("automation event", extra={"automation_id": event.automation_id, "outcome": outcome})
             return
         report = split_campaign(splitter, SplitRequest.model_validate_json(record.body))
         logger.info("split", extra={"campaign_id": record.json_body.get("campaign_id"), **report.counts})

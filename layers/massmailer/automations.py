@@ -43,12 +43,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from massmailer import intake, recipients
 from massmailer.addresses import mask_address
 from massmailer.errors import TemplateError
+from massmailer.event_rules import EventRules, automation_event_input, validate_pattern
 from massmailer.models import (
+    AudienceMember,
     AudienceObjectKey,
     CampaignRequest,
     CampaignStatus,
@@ -115,8 +117,13 @@ class AutomationSpec(Content):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str = Field(min_length=1, max_length=200)
-    schedule: Schedule
-    target: str = Field(min_length=1, max_length=1024)
+    # Recurring: a schedule and its target. Real-time: neither (POST …/trigger), and optionally an
+    # event pattern on the stage's bus with where the event's detail holds the recipient/variables.
+    schedule: Schedule | None = None
+    target: str | None = Field(default=None, min_length=1, max_length=1024)
+    event_pattern: dict[str, Any] | None = None
+    recipient_path: str = Field(default="email", min_length=1, max_length=256, pattern=r"^[^.]+(\.[^.]+)*$")
+    variables_path: str | None = Field(default=None, min_length=1, max_length=256, pattern=r"^[^.]+(\.[^.]+)*$")
     priority: Lane = Lane.LOW
     overlap: Literal["skip", "queue"] = "skip"
     max_lateness_seconds: int = Field(default=900, ge=0, le=86_400)
@@ -128,7 +135,9 @@ class AutomationSpec(Content):
 
     @field_validator("target")
     @classmethod
-    def _target_template(cls, value: str) -> str:
+    def _target_template(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         filled = fill_target(value, _SAMPLE_TIME)
         try:
             _AUDIENCE_KEY.validate_python(filled)
@@ -136,8 +145,23 @@ class AutomationSpec(Content):
             raise ValueError(f"filled, {filled!r} {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
         return value
 
+    @field_validator("event_pattern")
+    @classmethod
+    def _pattern(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            validate_pattern(value)  # InvalidEventPattern (a ValueError): 422 on event_pattern
+        return value
+
+    @model_validator(mode="after")
+    def _kind(self) -> AutomationSpec:
+        if (self.schedule is None) != (self.target is None):
+            raise ValueError("'schedule' and 'target' go together (a recurring automation needs both)")
+        if self.schedule is not None and self.event_pattern is not None:
+            raise ValueError("give 'schedule' (recurring) or 'event_pattern' (event-triggered), not both")
+        return self
+
     def scheduled_local(self, scheduled: datetime) -> datetime:
-        return scheduled.astimezone(ZoneInfo(self.schedule.time_zone))
+        return scheduled.astimezone(ZoneInfo(self.schedule.time_zone if self.schedule else "UTC"))
 
 
 class AutomationFire(BaseModel):
@@ -159,6 +183,8 @@ class AutomationContext:
     automations: Automations
     intake: intake.IntakeContext  # campaigns, queue, blobs, idempotency: a run's campaign is accepted there
     schedules: RecurringSchedules | None  # None in the splitter (it never manages schedules)
+    rules: EventRules | None = None  # the stage bus's rules (event-triggered automations); ingest only
+    split_queue_arn: str | None = None  # what the rules target
 
 
 def schedule_name(automation_id: str) -> str:
@@ -182,9 +208,29 @@ def _fire_body(automation_id: str) -> str:
     return json.dumps({"kind": "automation", "automation_id": automation_id, "scheduled_time": SCHEDULED_TIME})
 
 
+def _sync_rule(ctx: AutomationContext, stored: StoredAutomation, spec: AutomationSpec) -> None:
+    """An ACTIVE automation with an event pattern has its rule; otherwise it has none (pause deletes
+    it: moto delivers to DISABLED rules)."""
+    active = spec.event_pattern is not None and stored.status == AutomationStatus.ACTIVE
+    if ctx.rules is None or ctx.split_queue_arn is None:
+        if active:
+            raise RuntimeError("event-triggered automations are not configured (no event bus)")
+        return
+    if active and spec.event_pattern is not None:
+        input_template = automation_event_input(stored.automation_id)
+        ctx.rules.put(stored.automation_id, spec.event_pattern, ctx.split_queue_arn, input_template, event_id=True)
+    else:
+        ctx.rules.delete(stored.automation_id)
+
+
 def _sync_schedule(ctx: AutomationContext, stored: StoredAutomation, spec: AutomationSpec, *, update: bool) -> None:
+    _sync_rule(ctx, stored, spec)
     if ctx.schedules is None:
         raise RuntimeError("scheduling is not configured")
+    if spec.schedule is None:  # real-time: no schedule (one left by a PATCH that removed it goes)
+        if update:
+            ctx.schedules.delete(schedule_name(stored.automation_id))
+        return
     expression, time_zone = spec.schedule.scheduler_expression()
     ctx.schedules.recurring(
         schedule_name(stored.automation_id),
@@ -243,14 +289,14 @@ def view(ctx: AutomationContext, automation_id: str, stored: StoredAutomation | 
         run = ctx.automations.get_run(automation_id, stored.last_run_id)
         last = run_view(ctx, settle(ctx, stored, run)) if run else None
     upcoming: list[datetime] = []
-    if stored.status == AutomationStatus.ACTIVE:
+    if stored.status == AutomationStatus.ACTIVE and spec.schedule is not None:
         start = datetime.fromtimestamp(stored.created_at, UTC)
         upcoming = next_runs(spec.schedule, _now(), NEXT_RUNS, start=start)
     return {
         "automation_id": stored.automation_id,
         "status": stored.status.value,
         **spec.model_dump(mode="json", by_alias=True),
-        "schedule_expression": spec.schedule.scheduler_expression()._asdict(),
+        "schedule_expression": spec.schedule.scheduler_expression()._asdict() if spec.schedule else None,
         "created_at": _ts(stored.created_at),
         "updated_at": _ts(stored.updated_at),
         "next_run": intake._utc(upcoming[0]) if upcoming else None,
@@ -302,6 +348,8 @@ def delete(ctx: AutomationContext, automation_id: str) -> None:
     if ctx.schedules is None:
         raise RuntimeError("scheduling is not configured")
     ctx.schedules.delete(schedule_name(automation_id))
+    if ctx.rules is not None:
+        ctx.rules.delete(automation_id)
 
 
 def _set_status(ctx: AutomationContext, automation_id: str, target: AutomationStatus) -> dict[str, Any]:
@@ -335,6 +383,8 @@ def run_now(ctx: AutomationContext, automation_id: str) -> dict[str, Any]:
     stored = _get(ctx, automation_id)
     if stored.status != AutomationStatus.ACTIVE:
         raise AutomationConflict(f"automation {automation_id} is {stored.status.value}: resume it to run it")
+    if stored.spec.get("target") is None:
+        raise AutomationConflict(f"automation {automation_id} has no schedule and target: trigger it instead")
     scheduled = _now().replace(microsecond=0)
     message = AutomationFire(automation_id=automation_id, scheduled_time=scheduled, trigger="run-now")
     ctx.intake.queue.send(SPLIT_QUEUE.key, [message.model_dump_json()])
@@ -386,6 +436,115 @@ def run_view(ctx: AutomationContext, run: AutomationRun) -> dict[str, Any]:
         "warnings": sum(int(e.get("count", 0)) for e in run.log if e.get("level") == "warning"),
         "log": run.log,
     }
+
+
+# -- real-time: triggers ---------------------------------------------------------------------------
+
+MAX_TRIGGER_RECIPIENTS = 1000
+
+
+class TriggerRequest(BaseModel):
+    """``POST /v1/automations/{id}/trigger``: 1 to 1,000 recipients, each with its variables."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipients: list[AudienceMember] = Field(min_length=1, max_length=MAX_TRIGGER_RECIPIENTS)
+
+
+def _campaign_request(spec: AutomationSpec, name: str, **audience: Any) -> CampaignRequest:
+    """The automation's content, lane, guard and sender as a campaign with the audience given."""
+    content = {field: getattr(spec, field) for field in Content.model_fields}
+    return CampaignRequest.model_validate(
+        {
+            **content,
+            "name": name[:200],
+            **audience,
+            "priority": spec.priority,
+            "guard": spec.guard,
+            "from": spec.from_address,
+            "from_name": spec.from_name,
+            "reply_to": spec.reply_to,
+            "headers": spec.headers,
+        }
+    )
+
+
+def trigger(
+    ctx: AutomationContext, automation_id: str, request: TriggerRequest, idempotency_key: str | None = None
+) -> intake.Accepted:
+    """``POST …/trigger``: the recipients get the automation's content now, on its lane.
+
+    A trigger is a campaign (inline audience) tagged with the automation and a run id ``trg-…``, so
+    it has what a campaign has: counts, pause/cancel, the guard, unsubscribe links, exactly-once per
+    recipient. It is not a scheduled run (no overlap lock, no lateness, not in ``…/runs``): triggers
+    of one automation may overlap. The Idempotency-Key is the trigger's (scope ``automation-trigger``,
+    the automation id and the recipients hashed): a retry gets the first answer, the same campaign."""
+    stored = _get(ctx, automation_id)
+    if stored.status != AutomationStatus.ACTIVE:
+        raise AutomationConflict(f"automation {automation_id} is {stored.status.value}: resume it to trigger it")
+    spec = _spec(stored)
+    compile_content(spec)
+    body = {"automation_id": automation_id, **request.model_dump(mode="json")}
+    ids = {"campaign_id": intake._new_id("cmp"), "run_id": f"trg-{uuid.uuid4().hex[:24]}"}
+
+    def work(ids: dict[str, str]) -> dict[str, Any]:
+        campaign = _campaign_request(spec, f"{spec.name} {ids['run_id']}", audience=request.recipients)
+        tags = {"automation_id": automation_id, "run_id": ids["run_id"]}
+        answer = intake._create_campaign(ctx.intake, campaign, ids["campaign_id"], tags)
+        logger.info(
+            "automation triggered",
+            extra={"automation_id": automation_id, "run_id": ids["run_id"], "recipients": len(request.recipients)},
+        )
+        return {"automation_id": automation_id, "run_id": ids["run_id"], **answer}
+
+    return intake._idempotent(ctx.intake, "automation-trigger", idempotency_key, body, ids, work)
+
+
+class AutomationEvent(BaseModel):
+    """The split-queue message a matching bus event becomes (``event_rules.input_transformer``)."""
+
+    kind: Literal["automation_event"] = "automation_event"
+    automation_id: str
+    detail: Any = None
+    event_id: str | None = None
+
+
+def _at_path(detail: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(detail, dict) or part not in detail:
+            return None
+        detail = detail[part]
+    return detail
+
+
+def on_event(ctx: AutomationContext, event: AutomationEvent) -> str:
+    """A bus event that matched an automation's rule: a one-recipient trigger, idempotent on the
+    event's id (EventBridge delivers at least once). An event whose detail has no usable recipient
+    is logged (masked, no detail) and dropped: retrying it cannot make it usable."""
+    stored = ctx.automations.get(event.automation_id)
+    if stored is None:
+        return "unknown"
+    if stored.status != AutomationStatus.ACTIVE:
+        return "paused"  # its rule is gone; this one was on its way
+    spec = _spec(stored)
+    if spec.event_pattern is None:
+        return "not_event_triggered"
+    recipient = _at_path(event.detail, spec.recipient_path)
+    variables = _at_path(event.detail, spec.variables_path) if spec.variables_path else None
+    try:
+        request = TriggerRequest.model_validate(
+            {"recipients": [{"email": recipient, "variables": {} if variables is None else variables}]}
+        )
+    except ValidationError as exc:
+        fields = sorted({".".join(map(str, e["loc"][2:])) or "recipient" for e in exc.errors()})
+        logger.warning(
+            "automation event without a usable recipient",
+            extra={"automation_id": event.automation_id, "event_id": event.event_id, "fields": fields},
+        )
+        return "invalid_event"
+    key = f"event:{event.event_id}" if event.event_id else None
+    answer = trigger(ctx, event.automation_id, request, key)
+    return "replayed" if answer.replayed else "triggered"
 
 
 # -- a run ------------------------------------------------------------------------------------------
@@ -534,6 +693,9 @@ def fire(ctx: AutomationContext, message: AutomationFire, now: datetime | None =
         logger.info("automation fired after its deletion", extra={"automation_id": automation_id})
         return "unknown"
     spec = _spec(stored)
+    if spec.target is None:
+        logger.info("a real-time automation fired on a schedule", extra={"automation_id": automation_id})
+        return "no_schedule"
     scheduled = message.scheduled_time
     run_id = run_id_of(scheduled)
     run = ctx.automations.get_run(automation_id, run_id)
@@ -604,21 +766,8 @@ def _start(ctx: AutomationContext, spec: AutomationSpec, run: AutomationRun, sch
         if not _move(ctx, run, RunMove.START, {"started_at": _now().timestamp()}):
             return "held"
         run.status = RunStatus.RUNNING
-    key = fill_target(spec.target, spec.scheduled_local(scheduled))
-    content = {name: getattr(spec, name) for name in Content.model_fields}
-    request = CampaignRequest.model_validate(
-        {
-            **content,
-            "name": f"{spec.name} {run_id}",
-            "audience_object": key,
-            "priority": spec.priority,
-            "guard": spec.guard,
-            "from": spec.from_address,
-            "from_name": spec.from_name,
-            "reply_to": spec.reply_to,
-            "headers": spec.headers,
-        }
-    )
+    key = fill_target(spec.target or "", spec.scheduled_local(scheduled))
+    request = _campaign_request(spec, f"{spec.name} {run_id}", audience_object=key)
     try:
         accepted = intake.accept_campaign(
             ctx.intake,

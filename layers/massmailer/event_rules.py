@@ -6,6 +6,8 @@ split queue. The target's ``InputTransformer`` turns a matching event into the s
 
     {"kind": "automation_event", "automation_id": "<id>", "detail": <the event's detail>}
 
+(the automations' rules add ``"event_id": "<the event's id>"``, to de-duplicate redeliveries)
+
 so an event enters the pipeline exactly as a scheduled run does (EventBridge delivers at least once;
 consumers de-duplicate). The queue's resource policy lets the bus's rules with that prefix send to it
 (infra/automation_events.py); the ingest function may manage only rules with that prefix, and only
@@ -92,15 +94,20 @@ def automation_event_input(automation_id: str) -> dict[str, str]:
     return {"kind": "automation_event", "automation_id": automation_id}
 
 
-def input_transformer(constants: dict[str, Any]) -> dict[str, Any]:
-    """``{**constants, "detail": <$.detail>}`` as an EventBridge ``InputTransformer``."""
-    if "detail" in constants:
-        raise ValueError("the input template's constants must not set 'detail': the event's detail goes there")
+def input_transformer(constants: dict[str, Any], *, event_id: bool = False) -> dict[str, Any]:
+    """``{**constants, "detail": <$.detail>, "event_id": "<$.id>"}`` as an EventBridge
+    ``InputTransformer``; ``"event_id"`` only with ``event_id`` (the event's id, a string, so the
+    consumer can de-duplicate deliveries; the automations' rules ask for it)."""
+    if "detail" in constants or "event_id" in constants:
+        raise ValueError("the input template's constants must not set 'detail' or 'event_id': the event's go there")
     body = json.dumps(constants, separators=(", ", ": "))
     if "<" in body or ">" in body:  # would read as an input path placeholder
         raise ValueError("the input template's constants must not contain '<' or '>'")
-    template = body[:-1] + (", " if constants else "") + '"detail": <detail>}'
-    return {"InputPathsMap": {"detail": "$.detail"}, "InputTemplate": template}
+    start = body[:-1] + (", " if constants else "") + '"detail": <detail>'
+    if not event_id:
+        return {"InputPathsMap": {"detail": "$.detail"}, "InputTemplate": start + "}"}
+    template = start + ', "event_id": "<event_id>"}'
+    return {"InputPathsMap": {"detail": "$.detail", "event_id": "$.id"}, "InputTemplate": template}
 
 
 class EventRules:
@@ -123,6 +130,8 @@ class EventRules:
         pattern: dict[str, Any],
         queue_arn: str,
         input_template: dict[str, Any],
+        *,
+        event_id: bool = False,
     ) -> str:
         """Create or replace the rule ``name`` (PutRule, then PutTargets); returns the rule's ARN.
 
@@ -132,7 +141,7 @@ class EventRules:
         rule's targets as if it were enabled, so ``State: DISABLED`` would pause nothing locally.
         """
         text = validate_pattern(pattern)
-        transformer = input_transformer(input_template)
+        transformer = input_transformer(input_template, event_id=event_id)
         rule = self.rule_name(name)
         try:
             arn = self._client.put_rule(

@@ -17,9 +17,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from massmailer import spec
 from massmailer.attachments import AttachmentResolver
 from massmailer.automations import AutomationContext
 from massmailer.blobs import S3Blobs
+from massmailer.event_rules import EventRules
 from massmailer.exports import ExportContext
 from massmailer.intake import IntakeContext
 from massmailer.notifications import RateGuard
@@ -245,7 +247,20 @@ def intake_context() -> IntakeContext:
 @cache
 def automation_context() -> AutomationContext:
     """The ingest function's: automations over the intake context and the schedule group."""
-    return AutomationContext(automations=stores().automations, intake=intake_context(), schedules=_schedules())
+    s = settings()
+    rules = split_arn = None
+    if s.event_bus_name:  # event-triggered automations: rules on the stage's bus, aimed at the split queue
+        rules = EventRules(client("events"), s.event_bus_name, spec.event_rule_prefix(s.stage))
+        split_arn = client("sqs").get_queue_attributes(QueueUrl=s.split_queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+    return AutomationContext(
+        automations=stores().automations,
+        intake=intake_context(),
+        schedules=_schedules(),
+        rules=rules,
+        split_queue_arn=split_arn,
+    )
 
 
 @cache

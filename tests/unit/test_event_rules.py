@@ -50,18 +50,29 @@ def test_a_wrong_pattern_names_the_field_and_the_reason(pattern: object, field: 
 
 
 def test_the_input_transformer_adds_the_events_detail_to_the_constants() -> None:
-    transformer = input_transformer(automation_event_input("a1"))
-    assert transformer["InputPathsMap"] == {"detail": "$.detail"}
+    plain = input_transformer(automation_event_input("a1"))
+    assert plain["InputPathsMap"] == {"detail": "$.detail"}
+    assert json.loads(plain["InputTemplate"].replace("<detail>", "{}")) == {
+        "kind": "automation_event",
+        "automation_id": "a1",
+        "detail": {},
+    }
+    transformer = input_transformer(automation_event_input("a1"), event_id=True)
+    assert transformer["InputPathsMap"] == {"detail": "$.detail", "event_id": "$.id"}
     filled = transformer["InputTemplate"].replace("<detail>", '{"email": "x@example.com"}')
+    filled = filled.replace("<event_id>", "e-1")
     assert json.loads(filled) == {
         "kind": "automation_event",
         "automation_id": "a1",
         "detail": {"email": "x@example.com"},
+        "event_id": "e-1",
     }
     with pytest.raises(ValueError, match="'<' or '>'"):
         input_transformer({"automation_id": "<x>"})
     with pytest.raises(ValueError, match="must not set 'detail'"):
         input_transformer({"detail": 1})
+    with pytest.raises(ValueError, match="must not set 'detail' or 'event_id'"):
+        input_transformer({"event_id": 1})
 
 
 def _stubbed() -> tuple[EventRules, Stubber]:
