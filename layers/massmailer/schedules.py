@@ -60,16 +60,7 @@ class EventBridgeSchedules:
                 ScheduleExpressionTimezone="UTC",
                 FlexibleTimeWindow={"Mode": "OFF"},
                 ActionAfterCompletion="DELETE",
-                Target={
-                    "Arn": self._queue_arns[queue],
-                    "RoleArn": self._role_arn,
-                    "Input": body,
-                    "DeadLetterConfig": {"Arn": self._dead_letter_arn},
-                    "RetryPolicy": {
-                        "MaximumRetryAttempts": RETRY_ATTEMPTS,
-                        "MaximumEventAgeInSeconds": RETRY_MAX_AGE_SECONDS,
-                    },
-                },
+                Target=self._target(queue, body),
             )
         except self._client.exceptions.ConflictException:
             return  # already scheduled by an earlier try of the same request
