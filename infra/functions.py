@@ -153,6 +153,9 @@ class PipelineFunctions(Construct):
         self._grant_bucket_read(
             self.splitter, "audiences (CSV/JSONL) uploaded by ingest or operators", spec.AUDIENCE_PREFIX
         )
+        # An event-triggered automation's campaign is accepted in the splitter (kind automation_event),
+        # which writes its inline audience under audiences/ as ingest does for POST /v1/campaigns.
+        self._grant_bucket_put(self.splitter, spec.AUDIENCE_PREFIX)
         for queue in (queues.high, queues.low, queues.split):  # batches on the lanes, continuations
             queue.grant_send_messages(self.splitter.function)
         self._grant_exports(

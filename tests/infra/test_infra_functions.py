@@ -301,3 +301,14 @@ def test_bounce_function_cannot_enqueue_or_read_secrets(synth: Synthesized) -> N
 
     assert "sqs:SendMessage" not in allowed
     assert not {a for a in allowed if a.startswith(("secretsmanager:", "s3:"))}
+
+
+def test_the_splitter_may_write_audiences_for_event_triggered_automations(synth: Synthesized) -> None:
+    """An event on the stage's bus reaches the splitter, which accepts the automation's campaign and
+    writes its one-recipient audience under audiences/ (moto does not enforce IAM: only this catches it)."""
+    puts = [
+        json.dumps(s["Resource"])
+        for s in _statements(synth, spec.SPLITTER.name)
+        if "s3:PutObject" in _actions(s) and f"/{spec.AUDIENCE_PREFIX}*" in json.dumps(s["Resource"])
+    ]
+    assert puts, "the splitter cannot write audiences/ objects"
