@@ -220,15 +220,7 @@ class DynamoAutomations(DynamoRepository):
             index.partition_key: AUTOMATION_LIST,
             index.sort_key: automation_list_sort(automation.created_at, automation.automation_id),
         }
-        return (
-            self._conditional(
-                self._table.put_item,
-                Item=item,
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": keys.PK},
-            )
-            is not None
-        )
+        return self._put_new(item)
 
     def get(self, automation_id: str) -> StoredAutomation | None:
         item = self._call(self._table.get_item, Key=automation_key(automation_id), ConsistentRead=True).get("Item")
@@ -355,13 +347,7 @@ class DynamoAutomations(DynamoRepository):
 
     def create_run(self, run: AutomationRun) -> bool:
         item = {**run_key(run.automation_id, run.run_id), **_item(run)}
-        created = self._conditional(
-            self._table.put_item,
-            Item=item,
-            ConditionExpression="attribute_not_exists(#pk)",
-            ExpressionAttributeNames={"#pk": keys.PK},
-        )
-        if created is None:
+        if not self._put_new(item):
             return False
         self._conditional(  # the automation's last run: the latest scheduled time wins
             self._table.update_item,

@@ -15,6 +15,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from massmailer.store import keys
+
 CONFLICT_TRIES = 8  # a refused write on a transaction's item is tried again this many times in all
 
 Clock = Callable[[], float]
@@ -98,3 +100,15 @@ class DynamoRepository:
                 return None
             raise
         return result if result is not None else {}
+
+    def _put_new(self, item: dict[str, Any]) -> bool:
+        """Put ``item`` only if no item has its key; False when one already does."""
+        return (
+            self._conditional(
+                self._table.put_item,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": keys.PK},
+            )
+            is not None
+        )

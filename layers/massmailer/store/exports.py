@@ -105,15 +105,7 @@ class DynamoExports(DynamoRepository):
             "created_at": _decimal(job.created_at),
             "ttl": int(job.created_at) + EXPORT_TTL_SECONDS,
         }
-        return (
-            self._conditional(
-                self._table.put_item,
-                Item=item,
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": keys.PK},
-            )
-            is not None
-        )
+        return self._put_new(item)
 
     def get(self, export_id: str) -> ExportJob | None:
         item = self._call(self._table.get_item, Key=keys.export_key(export_id), ConsistentRead=True).get("Item")
